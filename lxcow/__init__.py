@@ -1,0 +1,21 @@
+"""lxcow: LXC containers on a Btrfs backing store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from lxcow.api import Lxcow
+
+__all__ = ["Lxcow", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The API is imported on first use, so that `lxcow --version` stays cheap.
+    if name == "Lxcow":
+        from lxcow.api import Lxcow
+
+        return Lxcow
+    raise AttributeError(name)

@@ -1,0 +1,3 @@
+from lxcow.cli import main
+
+raise SystemExit(main())

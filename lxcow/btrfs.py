@@ -1,0 +1,273 @@
+"""The one place where lxcow makes Btrfs calls.
+
+Subvolume work goes through libbtrfsutil (python3-btrfsutil); the few things it lacks are
+plain syscalls made here.  Every call is logged at debug level and every failure becomes an
+lxcow exception naming the path.  Nothing here runs the ``btrfs`` program.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import datetime
+import errno
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lxcow.errors import LxcowError, NotFound, SystemFailure, from_oserror
+
+log = logging.getLogger(__name__)
+
+BTRFS_SUPER_MAGIC = 0x9123683E
+FS_TREE_OBJECTID = 5
+
+
+def _lib() -> Any:
+    try:
+        import btrfsutil
+    except ImportError:
+        raise SystemFailure(
+            "the btrfsutil Python module is missing", hint="run ./install.sh"
+        ) from None
+    return btrfsutil
+
+
+def _error(err: Exception, what: str) -> LxcowError:
+    if isinstance(err, OSError) and err.errno is not None:
+        if err.errno == errno.ENOTTY or err.errno == errno.EINVAL:
+            return SystemFailure(f"{what}: not a Btrfs subvolume")
+        return from_oserror(err, what)
+    return SystemFailure(f"{what}: {err}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SubvolumeInfo:
+    id: int
+    uuid: str
+    parent_uuid: str | None
+    received_uuid: str | None
+    generation: int
+    created: datetime.datetime
+    readonly: bool
+
+
+def _uuid(raw: bytes) -> str | None:
+    return None if raw == bytes(16) else str(uuid.UUID(bytes=raw))
+
+
+def info(path: Path) -> SubvolumeInfo:
+    lib = _lib()
+    log.debug("ioctl: subvolume info %s", path)
+    try:
+        raw = lib.subvolume_info(path)
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"subvolume {path}") from None
+    return SubvolumeInfo(
+        id=raw.id,
+        uuid=_uuid(raw.uuid) or "",
+        parent_uuid=_uuid(raw.parent_uuid),
+        received_uuid=_uuid(raw.received_uuid),
+        generation=raw.generation,
+        created=datetime.datetime.fromtimestamp(raw.otime, tz=datetime.timezone.utc),
+        readonly=bool(raw.flags & 1),
+    )
+
+
+def is_subvolume(path: Path) -> bool:
+    lib = _lib()
+    try:
+        return bool(lib.is_subvolume(path))
+    except lib.BtrfsUtilError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise _error(err, f"subvolume {path}") from None
+
+
+def create(path: Path) -> None:
+    lib = _lib()
+    log.debug("ioctl: create subvolume %s", path)
+    try:
+        lib.create_subvolume(path)
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"create subvolume {path}") from None
+
+
+def is_readonly(path: Path) -> bool:
+    lib = _lib()
+    try:
+        return bool(lib.get_subvolume_read_only(path))
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"subvolume {path}") from None
+
+
+def set_readonly(path: Path, readonly: bool) -> None:
+    lib = _lib()
+    log.debug("ioctl: set %s %s", path, "read-only" if readonly else "writable")
+    try:
+        lib.set_subvolume_read_only(path, readonly)
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"set read-only flag of {path}") from None
+
+
+def nested(path: Path) -> list[tuple[str, bool]]:
+    """The subvolumes below ``path``, parents first: (path relative to it, read-only)."""
+    lib = _lib()
+    log.debug("ioctl: list subvolumes below %s", path)
+    try:
+        with lib.SubvolumeIterator(path, info=True) as it:
+            return [(rel, bool(sub.flags & 1)) for rel, sub in it]
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"list subvolumes below {path}") from None
+
+
+def snapshot(source: Path, dest: Path, *, readonly: bool) -> None:
+    """Snapshot ``source`` and every subvolume nested in it to ``dest``.
+
+    Nested subvolumes keep their read-only flags; ``readonly`` applies to the top one.  The
+    kernel leaves an empty directory where a nested subvolume was; it is replaced by a
+    snapshot of that subvolume.  On failure whatever was made is removed.
+    """
+    lib = _lib()
+    children = nested(source)
+    log.debug(
+        "ioctl: snapshot %s -> %s%s", source, dest, " (read-only)" if readonly else ""
+    )
+    try:
+        lib.create_snapshot(source, dest, read_only=readonly and not children)
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"snapshot {source} to {dest}") from None
+    if not children:
+        return
+
+    try:
+        for rel, _ in children:
+            placeholder = dest / rel
+            os.rmdir(placeholder)
+            log.debug("ioctl: snapshot %s -> %s", source / rel, placeholder)
+            lib.create_snapshot(source / rel, placeholder)
+        for rel, child_ro in reversed(children):
+            if child_ro:
+                set_readonly(dest / rel, True)
+        if readonly:
+            set_readonly(dest, True)
+    except (OSError, lib.BtrfsUtilError) as err:
+        delete(dest)
+        raise _error(err, f"snapshot {source} to {dest}") from None
+
+
+def delete(path: Path) -> None:
+    """Delete a subvolume with every subvolume nested in it, read-only ones included."""
+    lib = _lib()
+    try:
+        children = nested(path)
+    except NotFound:
+        return
+    log.debug("ioctl: delete subvolume %s (%d nested)", path, len(children))
+    try:
+        if children:
+            # A subvolume inside a read-only one cannot be unlinked: clear the flags first.
+            for rel, ro in [("", is_readonly(path)), *children]:
+                if ro:
+                    set_readonly(path / rel if rel else path, False)
+        lib.delete_subvolume(path, recursive=bool(children))
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"delete subvolume {path}") from None
+
+
+def sync(path: Path) -> None:
+    """Commit the filesystem's transaction, so that deleted space is returned at once."""
+    lib = _lib()
+    log.debug("ioctl: sync %s", path)
+    try:
+        lib.sync(path)
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"sync {path}") from None
+
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def syncfs(path: Path) -> None:
+    """Write out the dirty data of the filesystem holding ``path`` (syncfs(2))."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        log.debug("syscall: syncfs %s", path)
+        if _c().syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise _error(OSError(err, os.strerror(err)), f"syncfs {path}")
+    finally:
+        os.close(fd)
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [
+        ("f_type", ctypes.c_long),
+        ("f_bsize", ctypes.c_long),
+        ("f_blocks", ctypes.c_ulong),
+        ("f_bfree", ctypes.c_ulong),
+        ("f_bavail", ctypes.c_ulong),
+        ("f_files", ctypes.c_ulong),
+        ("f_ffree", ctypes.c_ulong),
+        ("f_fsid", ctypes.c_int * 2),
+        ("f_namelen", ctypes.c_long),
+        ("f_frsize", ctypes.c_long),
+        ("f_flags", ctypes.c_long),
+        ("f_spare", ctypes.c_long * 4),
+    ]
+
+
+def is_btrfs(path: Path) -> bool:
+    """Whether ``path`` lies on a Btrfs filesystem (statfs(2) magic)."""
+    buf = _StatFs()
+    if _c().statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise _error(OSError(err, os.strerror(err)), f"statfs {path}")
+    return bool(buf.f_type & 0xFFFFFFFF == BTRFS_SUPER_MAGIC)
+
+
+def fsid(path: Path) -> str:
+    """The UUID of the Btrfs filesystem holding ``path``, from BTRFS_IOC_FS_INFO."""
+    import fcntl
+
+    # struct btrfs_ioctl_fs_info_args is 1024 bytes; fsid sits at offset 16.
+    buf = bytearray(1024)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        log.debug("ioctl: fs info %s", path)
+        fcntl.ioctl(fd, 0x8400941F, buf)
+    except OSError as err:
+        raise _error(err, f"filesystem info of {path}") from None
+    finally:
+        os.close(fd)
+    return str(uuid.UUID(bytes=bytes(buf[16:32])))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree that may hold subvolumes, deleting those with the ioctl."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    if st.st_ino == 256 and is_subvolume(path):
+        delete(path)
+        return
+    with os.scandir(path) as entries:
+        children = [Path(e.path) for e in entries]
+    for child in children:
+        remove_tree(child)
+    os.rmdir(path)

@@ -1,0 +1,102 @@
+"""Reading files that may be gzip, xz, bzip2 or zstd compressed, counting raw bytes read."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from lxcow.errors import BadData
+
+Progress = Callable[[int, int], None]
+
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"\xfd7zXZ\x00": "xz",
+    b"BZh": "bzip2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+
+
+def detect(head: bytes) -> str:
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+class CountingReader(io.RawIOBase):
+    """A raw reader that reports how many bytes of the underlying file were consumed."""
+
+    def __init__(self, f: IO[bytes], total: int, progress: Progress | None) -> None:
+        self._f = f
+        self.total = total
+        self.done = 0
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = self._f.readinto(buf)  # type: ignore[attr-defined]
+        if n:
+            self.done += n
+            if self._progress:
+                self._progress(self.done, self.total)
+        return n or 0
+
+
+@contextlib.contextmanager
+def open_decompressed(
+    path: str, *, progress: Progress | None = None
+) -> Iterator[tuple[IO[bytes], str]]:
+    """Yield a stream of the decompressed content of ``path`` and the compression's name."""
+    import os
+
+    with open(path, "rb") as raw:
+        head = raw.read(8)
+        raw.seek(0)
+        kind = detect(head)
+        counting = io.BufferedReader(CountingReader(raw, os.fstat(raw.fileno()).st_size, progress),
+                                     buffer_size=1 << 20)
+        stream: IO[bytes]
+        if kind == "gzip":
+            import gzip
+
+            stream = gzip.GzipFile(fileobj=counting, mode="rb")
+        elif kind == "xz":
+            import lzma
+
+            stream = lzma.LZMAFile(counting)
+        elif kind == "bzip2":
+            import bz2
+
+            stream = bz2.BZ2File(counting)
+        elif kind == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                raise BadData(f"{path}: zstd support is missing", hint="run ./install.sh") from None
+            stream = zstandard.ZstdDecompressor().stream_reader(counting, read_across_frames=True)
+        else:
+            stream = counting
+        with contextlib.closing(stream):
+            yield stream, kind
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions decompressors raise on corrupt or truncated input."""
+    import lzma
+    import zlib
+
+    errors: list[type[BaseException]] = [EOFError, zlib.error, lzma.LZMAError]
+    with contextlib.suppress(ImportError):
+        import gzip
+
+        errors.append(gzip.BadGzipFile)
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    return tuple(errors)

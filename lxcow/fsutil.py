@@ -1,0 +1,74 @@
+"""Small filesystem helpers: atomic writes and renames that never replace."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lxcow.errors import AlreadyExists, from_oserror
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+_libc: Any = None
+
+
+def _renameat2(old: Path, new: Path, flags: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fspath(old), None, os.fspath(new))
+
+
+def rename_noreplace(old: Path, new: Path, what: str) -> None:
+    """Move ``old`` to ``new``; fail with AlreadyExists if ``new`` is there, atomically."""
+    try:
+        _renameat2(old, new, RENAME_NOREPLACE)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise AlreadyExists(f"{what} already exists") from None
+        raise from_oserror(err, f"rename {old} to {new}") from None
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE)."""
+    try:
+        _renameat2(a, b, RENAME_EXCHANGE)
+    except OSError as err:
+        raise from_oserror(err, f"exchange {a} and {b}") from None
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write a file under a temporary name beside it, flush it, then rename it into place."""
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.write(fd, raw)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise from_oserror(err, f"write {path}") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with open(path, "rb") as f:
+        return json.load(f)

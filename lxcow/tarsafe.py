@@ -1,0 +1,162 @@
+"""Extracting untrusted tar archives into a root filesystem, refusing anything unsafe.
+
+Refused, with the member named: absolute member names, ``..`` components, members whose path
+passes through a symbolic link or a non-directory, relative links that resolve outside the
+tree, hard links to anything but an earlier regular file of the archive, unknown member types,
+and members larger than the space allowed.  Absolute symbolic link targets are kept: they are
+resolved inside the container, where ``/`` is the root filesystem.
+
+Owners (numeric), modes, times, device nodes and extended attributes are restored, so a
+distribution image keeps its setuid programs and file capabilities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import tarfile
+from pathlib import Path
+from typing import IO
+
+from lxcow.errors import BadData, from_oserror
+
+
+@dataclasses.dataclass
+class Extracted:
+    members: int = 0
+    bytes: int = 0
+
+
+def _clean_name(raw: str, strip_prefix: str) -> str | None:
+    """The member's path relative to the tree, '' for the root itself, None to skip."""
+    name = raw
+    if name.startswith("/"):
+        raise BadData(f"archive member {raw!r} has an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadData(f"archive member {raw!r} contains '..'")
+    if strip_prefix:
+        if not parts or parts[0] != strip_prefix:
+            return None
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def _link_inside(name: str, target: str) -> bool:
+    if target.startswith("/"):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return resolved != ".." and not resolved.startswith("../")
+
+
+class _Checker:
+    """Tracks what the archive has made so far, to vet each new member against it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kinds: dict[str, str] = {"": "dir"}
+        self.total = 0
+
+    def vet(self, m: tarfile.TarInfo, name: str) -> None:
+        parent = posixpath.dirname(name)
+        while True:
+            kind = self.kinds.get(parent)
+            if kind is not None and kind != "dir":
+                raise BadData(f"archive member {m.name!r} lies below a {kind}, not a directory")
+            if not parent:
+                break
+            parent = posixpath.dirname(parent)
+
+        if m.issym() and not _link_inside(name, m.linkname):
+            raise BadData(f"archive member {m.name!r} links outside the root: {m.linkname!r}")
+        if m.islnk():
+            target = _clean_name(m.linkname, "")
+            if self.kinds.get(target or "") != "file":
+                raise BadData(
+                    f"archive member {m.name!r} is a hard link to {m.linkname!r}, "
+                    "which is not an earlier file of the archive"
+                )
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.ischr() or m.isblk()
+                or m.isfifo()):
+            raise BadData(f"archive member {m.name!r} has an unsupported type")
+
+        if m.isreg():
+            self.total += m.size
+            if m.size > self.limit or self.total > self.limit:
+                raise BadData(
+                    f"archive member {m.name!r} ({m.size} bytes) does not fit in the "
+                    f"{self.limit} bytes available"
+                )
+
+        kind = "dir" if m.isdir() else "symlink" if m.issym() else "file"
+        if not (m.isreg() or m.islnk()):
+            kind = kind if m.isdir() or m.issym() else "special file"
+        self.kinds[name] = kind
+
+
+def _set_xattrs(path: str, m: tarfile.TarInfo) -> None:
+    for key, value in m.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            attr = key[len("SCHILY.xattr."):]
+            os.setxattr(path, attr, value.encode("utf-8", "surrogateescape"),
+                        follow_symlinks=False)
+
+
+def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = "",
+            only: str | None = None) -> Extracted:
+    """Extract the tar ``stream`` into the existing empty directory ``dest``.
+
+    ``strip_prefix`` keeps only members below that top-level directory (the ``rootfs/`` of a
+    unified image).  Raises BadData on anything unsafe, truncated or corrupt.
+    """
+    checker = _Checker(limit)
+    result = Extracted()
+    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tf:
+            for m in tf:
+                name = _clean_name(m.name, strip_prefix)
+                if name is None:
+                    continue
+                checker.vet(m, name)
+                target = os.path.join(dest, name) if name else os.fspath(dest)
+                if name and os.path.lexists(target) and not (m.isdir() and os.path.isdir(target)):
+                    # A later member replaces an earlier one; never write through what was there.
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        raise BadData(f"archive member {m.name!r} replaces a directory")
+                    os.unlink(target)
+                if m.islnk():
+                    os.link(os.path.join(dest, _clean_name(m.linkname, "") or ""), target)
+                    result.members += 1
+                    continue
+                if name:
+                    m.name = name
+                    tf.extract(m, dest, set_attrs=True, numeric_owner=True)
+                if m.isdir():
+                    dirs.append((target, m))
+                else:
+                    _set_xattrs(target, m)
+                result.members += 1
+                result.bytes += m.size if m.isreg() else 0
+            for target, m in reversed(dirs):
+                if target == os.fspath(dest):
+                    os.chown(target, m.uid, m.gid)
+                    os.chmod(target, m.mode)
+                _set_xattrs(target, m)
+                os.utime(target, (m.mtime, m.mtime))
+    except BadData:
+        raise
+    except OSError as err:
+        raise from_oserror(err, "extract image") from None
+    except (tarfile.TarError, EOFError) as err:
+        raise BadData(f"archive is damaged or truncated: {err}") from None
+    except Exception as err:
+        from lxcow.compression import decode_errors
+
+        if isinstance(err, decode_errors()):
+            raise BadData(f"archive is damaged or truncated: {err}") from None
+        raise
+    if result.members == 0:
+        raise BadData("archive holds no files")
+    return result
