@@ -71,7 +71,7 @@ def info(path: Path) -> SubvolumeInfo:
         parent_uuid=_uuid(raw.parent_uuid),
         received_uuid=_uuid(raw.received_uuid),
         generation=raw.generation,
-        created=datetime.datetime.fromtimestamp(raw.otime, tz=datetime.timezone.utc),
+        created=datetime.datetime.fromtimestamp(raw.otime, tz=datetime.UTC),
         readonly=bool(raw.flags & 1),
     )
 

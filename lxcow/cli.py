@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lxcow import __version__
 from lxcow.errors import ExitCode, Interrupted, LxcowError
@@ -214,11 +214,21 @@ def cmd_list(lx: Lxcow, a: argparse.Namespace) -> int:
 def cmd_exec(lx: Lxcow, a: argparse.Namespace) -> int:
     from lxcow.errors import UsageError
 
+    # Options may also come after NAME: `exec NAME --env K=V -- COMMAND...`.
     command = list(a.command)
+    env_items = list(a.env)
+    while command and command[0] != "--" and command[0].startswith("--env"):
+        option = command.pop(0)
+        if option.startswith("--env="):
+            env_items.append(option[len("--env="):])
+        elif command:
+            env_items.append(command.pop(0))
+        else:
+            raise UsageError("--env needs KEY=VALUE")
     if command and command[0] == "--":
         command = command[1:]
     env = {}
-    for item in a.env:
+    for item in env_items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"invalid --env {item!r}", hint="use KEY=VALUE")
@@ -254,8 +264,16 @@ EXIT_HELP = """exit status:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error, like every other lxcow error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.USAGE),
+                  f"lxcow: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="lxcow",
         description="LXC containers on a Btrfs backing store.",
         epilog=EXIT_HELP,
@@ -268,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log each step, command and ioctl on stderr")
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for another command's lock (default 60)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
 
     def add(name: str, func: Any, help: str, parent: Any = sub) -> argparse.ArgumentParser:
         sp: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
@@ -278,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("init", cmd_init, "create and mount the pool (harmless when it exists)")
     sp.add_argument("--size", help="size of the loop file (default 20%% of free space, 5-30GiB)")
     sp.add_argument("--source", metavar="DEVICE|DIR",
-                    help="a block device to format, or a directory on Btrfs, instead of a loop file")
+                    help="a block device to format, or a directory on Btrfs, "
+                    "instead of a loop file")
     sp.add_argument("--force", action="store_true", help="format a device that holds a filesystem")
 
     pool = add("pool", None, "pool commands").add_subparsers(dest="pool_command", required=True,

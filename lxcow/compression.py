@@ -64,7 +64,7 @@ def open_decompressed(
         if kind == "gzip":
             import gzip
 
-            stream = gzip.GzipFile(fileobj=counting, mode="rb")
+            stream = gzip.GzipFile(fileobj=counting, mode="rb")  # type: ignore[assignment]
         elif kind == "xz":
             import lzma
 

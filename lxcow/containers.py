@@ -42,7 +42,7 @@ class Container:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 def _dir(pool: Pool, name: str) -> Path:
@@ -89,7 +89,7 @@ def _describe(pool: Pool, name: str, d: Path) -> Container:
         meta = read_json(d / META)
     except (FileNotFoundError, ValueError):
         created = datetime.datetime.fromtimestamp(os.stat(d / "config").st_mtime,
-                                                  tz=datetime.timezone.utc)
+                                                  tz=datetime.UTC)
         meta = {"created": created.replace(microsecond=0).isoformat()}
     state = _state(pool, name)
     running = state in (State.RUNNING, State.FROZEN)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 LOG_NAME = "lxc.log"
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     STOPPED = "STOPPED"
     STARTING = "STARTING"
     RUNNING = "RUNNING"
@@ -128,7 +128,7 @@ def attach(name: str, lxcpath: Path, argv: Sequence[str], env: dict[str, str]) -
     lxc = _module()
     c = _container(name, lxcpath)
     log.debug("liblxc: attach %s: %s", name, " ".join(argv))
-    status = c.attach_wait(
+    status: int = c.attach_wait(
         lxc.attach_run_command,
         (argv[0], list(argv)),
         env_policy=lxc.LXC_ATTACH_CLEAR_ENV,
@@ -144,7 +144,7 @@ def attach(name: str, lxcpath: Path, argv: Sequence[str], env: dict[str, str]) -
     return status
 
 
-def config(name: str, lxcpath: Path) -> "_ConfigView":
+def config(name: str, lxcpath: Path) -> _ConfigView:
     """An open liblxc view of a container's config, for get/set/clear and save."""
     c = _container(name, lxcpath)
     if not c.defined:

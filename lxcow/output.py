@@ -56,9 +56,9 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
     table = [[heading for _, heading in columns]]
     table += [[_cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n" for r in table
-    )
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in table)
+    return "".join(line + "\n" for line in lines)
 
 
 def render_record(record: dict[str, Any], fmt: str) -> str:

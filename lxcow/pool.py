@@ -30,7 +30,6 @@ from lxcow.errors import (
     AlreadyExists,
     NotFound,
     PreconditionFailed,
-    SystemFailure,
     UsageError,
     from_oserror,
 )
@@ -47,7 +46,7 @@ MOUNT_OPTIONS = "user_subvol_rm_allowed"
 INTENT = "intent.json"
 
 
-class PoolKind(str, enum.Enum):
+class PoolKind(enum.StrEnum):
     LOOP = "loop"
     BLOCK = "block"
     DIR = "dir"

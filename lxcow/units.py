@@ -21,7 +21,8 @@ def parse_size(text: str, what: str = "size") -> int:
     m = _SIZE.fullmatch(text)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _UNITS:
-        raise UsageError(f"invalid {what} {text!r}", hint="use a number with B, KiB, MiB, GiB or TiB")
+        raise UsageError(f"invalid {what} {text!r}",
+                         hint="use a number with B, KiB, MiB, GiB or TiB")
     return int(float(m.group(1)) * _UNITS[unit])
 
 
