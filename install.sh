@@ -27,3 +27,5 @@ fi
     --config-settings editable_mode=compat -e ".${extras}"
 ln -sf "$PWD/.venv/bin/lxcow" /usr/local/bin/lxcow
 echo "install.sh: lxcow is installed as /usr/local/bin/lxcow" >&2
+# Byte-compile now, so that the command starts fast even where Python may not write caches.
+.venv/bin/python -m compileall -q lxcow

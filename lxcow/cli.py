@@ -404,8 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LxcowError as err:
         print(f"lxcow: error: {err}", file=sys.stderr)
         return int(err.exit_code)
-    except KeyboardInterrupt:
-        print("lxcow: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return int(ExitCode.FAILURE)
+    except OSError as err:
+        from lxcow.errors import from_oserror
+
+        mapped = from_oserror(err, err.filename or "system call")
+        print(f"lxcow: error: {mapped}", file=sys.stderr)
+        return int(mapped.exit_code)
+    except KeyboardInterrupt:
+        print("lxcow: error: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)

@@ -77,8 +77,10 @@ def hold(
         os.close(fd)
 
     if not shared:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        # Who holds it, for the Busy message of a waiter; a full pool must not stop us here.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
     log.debug("locked %s%s", what, " (shared)" if shared else "")
     try:
         yield
