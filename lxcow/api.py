@@ -13,16 +13,18 @@ exits.  Example::
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lxcow import containers, images, locks, names
+from lxcow import containers, images, locks, names, snapshots
 from lxcow import pool as pools
 from lxcow.containers import Container
 from lxcow.images import Image
 from lxcow.lxcconfig import Network
+from lxcow.snapshots import Snapshot
 
 DEFAULT_STATE_DIR = "/var/lib/lxcow"
 
@@ -159,6 +161,7 @@ class Lxcow:
         return containers.rename(self.pool, name, new)
 
     def copy(self, source: str, new: str) -> Container:
+        """Clone a container, or a snapshot given as ``NAME/SNAP``."""
         return containers.copy(self.pool, source, new)
 
     def info(self, name: str) -> Container:
@@ -178,3 +181,22 @@ class Lxcow:
 
     def config_unset(self, name: str, key: str) -> None:
         containers.config_set(self.pool, name, key, None)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot_create(self, name: str, snap: str | None = None,
+                        comment: str | None = None) -> Snapshot:
+        return snapshots.create(self.pool, name, snap, comment)
+
+    def snapshots(self, name: str) -> builtins.list[Snapshot]:
+        return snapshots.list_snapshots(self.pool, name)
+
+    def snapshot(self, name: str, snap: str) -> Snapshot:
+        return snapshots.show(self.pool, name, snap)
+
+    def snapshot_delete(self, name: str, snap: str) -> None:
+        snapshots.delete(self.pool, name, snap)
+
+    def snapshot_restore(self, name: str, snap: str, *, force: bool = False,
+                         timeout: int = containers.DEFAULT_STOP_TIMEOUT) -> Snapshot:
+        return snapshots.restore(self.pool, name, snap, force=force, timeout=timeout)

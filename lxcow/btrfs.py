@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +124,15 @@ def nested(path: Path) -> list[tuple[str, bool]]:
         raise _error(err, f"list subvolumes below {path}") from None
 
 
-def snapshot(source: Path, dest: Path, *, readonly: bool) -> None:
+def snapshot(source: Path, dest: Path, *, readonly: bool,
+             nested_readonly: bool | Mapping[str, bool] | None = None) -> list[tuple[str, bool]]:
     """Snapshot ``source`` and every subvolume nested in it to ``dest``.
 
-    Nested subvolumes keep their read-only flags; ``readonly`` applies to the top one.  The
-    kernel leaves an empty directory where a nested subvolume was; it is replaced by a
-    snapshot of that subvolume.  On failure whatever was made is removed.
+    ``readonly`` applies to the top subvolume.  Nested ones keep their own read-only flags,
+    unless ``nested_readonly`` gives one flag for all of them or a flag per relative path.
+    The kernel leaves an empty directory where a nested subvolume was; it is replaced by a
+    snapshot of that subvolume.  On failure whatever was made is removed.  Returns the nested
+    subvolumes of the source with their read-only flags, parents first.
     """
     lib = _lib()
     children = nested(source)
@@ -140,7 +144,14 @@ def snapshot(source: Path, dest: Path, *, readonly: bool) -> None:
     except lib.BtrfsUtilError as err:
         raise _error(err, f"snapshot {source} to {dest}") from None
     if not children:
-        return
+        return children
+
+    def wanted(rel: str, current: bool) -> bool:
+        if nested_readonly is None:
+            return current
+        if isinstance(nested_readonly, bool):
+            return nested_readonly
+        return nested_readonly.get(rel, current)
 
     try:
         for rel, _ in children:
@@ -149,13 +160,14 @@ def snapshot(source: Path, dest: Path, *, readonly: bool) -> None:
             log.debug("ioctl: snapshot %s -> %s", source / rel, placeholder)
             lib.create_snapshot(source / rel, placeholder)
         for rel, child_ro in reversed(children):
-            if child_ro:
+            if wanted(rel, child_ro):
                 set_readonly(dest / rel, True)
         if readonly:
             set_readonly(dest, True)
     except (OSError, lib.BtrfsUtilError) as err:
         delete(dest)
         raise _error(err, f"snapshot {source} to {dest}") from None
+    return children
 
 
 def delete(path: Path) -> None:

@@ -253,6 +253,56 @@ def cmd_config_unset(lx: Lxcow, a: argparse.Namespace) -> int:
     return 0
 
 
+SNAPSHOT_COLUMNS = [("name", "NAME"), ("created", "CREATED"), ("comment", "COMMENT"),
+                    ("size", "SIZE")]
+
+
+def _snapshot_rows(items: Sequence[Any], table: bool) -> list[dict[str, Any]]:
+    from lxcow.output import to_data
+    from lxcow.units import format_size
+
+    rows = []
+    for snap in items:
+        row = to_data(snap)
+        if table:
+            row["size"] = format_size(snap.size) if snap.size is not None else None
+        rows.append(row)
+    return rows
+
+
+def cmd_snapshot_create(lx: Lxcow, a: argparse.Namespace) -> int:
+    snap = lx.snapshot_create(a.name, a.snapshot, comment=a.comment)
+    _print(snap.name + "\n")
+    return 0
+
+
+def cmd_snapshot_list(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.output import render_list
+
+    rows = _snapshot_rows(lx.snapshots(a.name), a.format == "table")
+    _print(render_list(rows, SNAPSHOT_COLUMNS, a.format))
+    return 0
+
+
+def cmd_snapshot_show(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.output import render_record
+
+    _print(render_record(_snapshot_rows([lx.snapshot(a.name, a.snapshot)], False)[0],
+                         a.format))
+    return 0
+
+
+def cmd_snapshot_delete(lx: Lxcow, a: argparse.Namespace) -> int:
+    for snap in a.snapshots:
+        lx.snapshot_delete(a.name, snap)
+    return 0
+
+
+def cmd_snapshot_restore(lx: Lxcow, a: argparse.Namespace) -> int:
+    lx.snapshot_restore(a.name, a.snapshot, force=a.force, timeout=a.timeout)
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -286,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log each step, command and ioctl on stderr")
     p.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for another command's lock (default 60)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+    sub = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True,
                            parser_class=_Parser)
 
     def add(name: str, func: Any, help: str, parent: Any = sub) -> argparse.ArgumentParser:
@@ -353,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("rename", cmd_rename, "rename a stopped container")
     sp.add_argument("name", metavar="NAME")
     sp.add_argument("new", metavar="NEW")
-    sp = add("copy", cmd_copy, "clone a container (new hostname and MAC addresses)")
-    sp.add_argument("source", metavar="SOURCE")
+    sp = add("copy", cmd_copy, "clone a container or a snapshot (new hostname and MACs)")
+    sp.add_argument("source", metavar="SOURCE", help="NAME, or NAME/SNAPSHOT")
     sp.add_argument("new", metavar="NEW")
     sp = add("info", cmd_info, "show one container")
     sp.add_argument("name", metavar="NAME")
@@ -365,6 +415,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="set an environment variable (repeatable)")
     sp.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+
+    snapshot = add("snapshot", None, "read-only snapshots of containers").add_subparsers(
+        dest="snapshot_command", required=True, metavar="COMMAND")
+    sp = add("create", cmd_snapshot_create,
+             "snapshot a container (a running one is frozen for the moment)", snapshot)
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("snapshot", metavar="SNAPSHOT", nargs="?",
+                    help="snapshot name (default: the first unused snap0, snap1, ...)")
+    sp.add_argument("--comment", help="a note kept with the snapshot")
+    sp = add("list", cmd_snapshot_list, "list a container's snapshots", snapshot)
+    sp.add_argument("name", metavar="NAME")
+    _format_arg(sp)
+    sp = add("show", cmd_snapshot_show, "show one snapshot", snapshot)
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("snapshot", metavar="SNAPSHOT")
+    _format_arg(sp)
+    sp = add("delete", cmd_snapshot_delete, "delete snapshots", snapshot)
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("snapshots", metavar="SNAPSHOT", nargs="+")
+    sp = add("restore", cmd_snapshot_restore,
+             "restore a container to a snapshot (newer snapshots are kept)", snapshot)
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("snapshot", metavar="SNAPSHOT")
+    sp.add_argument("--force", action="store_true",
+                    help="kill a running container instead of a clean shutdown")
+    sp.add_argument("--timeout", type=int, default=30,
+                    help="seconds to wait for a clean shutdown before killing (default 30)")
 
     config = add("config", None, "read and change container config").add_subparsers(
         dest="config_command", required=True, metavar="COMMAND")
@@ -387,9 +464,33 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Interrupted("terminated")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line; for ``exec``, everything after the first ``--`` is the command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(argv)
+    if "--" in argv and _subcommand(argv) == "exec":
+        cut = argv.index("--")
+        head = parser.parse_args(argv[:cut])
+        head.command = [*head.command, *argv[cut:]]
+        return head
+    return parser.parse_args(argv)
+
+
+def _subcommand(argv: list[str]) -> str | None:
+    """The first word that is neither a global option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--state-dir", "--lock-timeout"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+        elif word == "--":
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="lxcow: %(message)s",

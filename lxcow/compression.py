@@ -47,6 +47,46 @@ class CountingReader(io.RawIOBase):
         return n or 0
 
 
+class _ZstdReader(io.RawIOBase):
+    """zstd frames decoded one after another; input that ends inside a frame is an error.
+
+    (zstandard's own stream reader ends quietly at a cut frame.)
+    """
+
+    def __init__(self, raw: IO[bytes], zstandard: Any) -> None:
+        self._raw = raw
+        self._zstd = zstandard
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._offset = 0
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while self._offset >= len(self._pending):
+            self._pending, self._offset = b"", 0
+            chunk = self._raw.read(1 << 17)
+            if not chunk:
+                if self._in_frame:
+                    raise self._zstd.ZstdError("zstd data ends inside a frame")
+                return 0
+            while chunk:
+                self._in_frame = True
+                self._pending += self._dobj.decompress(chunk)
+                if not self._dobj.eof:
+                    break
+                # One frame is done; the rest of the chunk starts the next one.
+                chunk = self._dobj.unused_data
+                self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+                self._in_frame = False
+        n = min(len(buf), len(self._pending) - self._offset)
+        buf[:n] = memoryview(self._pending)[self._offset:self._offset + n]
+        self._offset += n
+        return n
+
+
 @contextlib.contextmanager
 def open_decompressed(
     path: str, *, progress: Progress | None = None
@@ -78,7 +118,7 @@ def open_decompressed(
                 import zstandard
             except ImportError:
                 raise BadData(f"{path}: zstd support is missing", hint="run ./install.sh") from None
-            stream = zstandard.ZstdDecompressor().stream_reader(counting, read_across_frames=True)
+            stream = io.BufferedReader(_ZstdReader(counting, zstandard), buffer_size=1 << 20)
         else:
             stream = counting
         with contextlib.closing(stream):

@@ -13,7 +13,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lxcow import btrfs, images, liblxc, lxcconfig, names
@@ -53,7 +53,7 @@ def exists(pool: Pool, name: str) -> bool:
     return (_dir(pool, name) / "config").is_file()
 
 
-def _require(pool: Pool, name: str) -> Path:
+def require(pool: Pool, name: str) -> Path:
     names.check_name(name)
     d = _dir(pool, name)
     if not (d / "config").is_file():
@@ -61,18 +61,18 @@ def _require(pool: Pool, name: str) -> Path:
     return d
 
 
-def _state(pool: Pool, name: str) -> State:
+def current_state(pool: Pool, name: str) -> State:
     return liblxc.state(name, pool.lxcpath)
 
 
-def _require_stopped(pool: Pool, name: str) -> None:
-    state = _state(pool, name)
+def require_stopped(pool: Pool, name: str) -> None:
+    state = current_state(pool, name)
     if state is not State.STOPPED:
         raise PreconditionFailed(f"container {name} is {state.value.lower()}",
                                  hint=f"stop it first: lxcow stop {name}")
 
 
-def _lock(pool: Pool, name: str) -> contextlib.AbstractContextManager[None]:
+def lock(pool: Pool, name: str) -> contextlib.AbstractContextManager[None]:
     return pool.lock("container", name)
 
 
@@ -80,7 +80,7 @@ def _lock(pool: Pool, name: str) -> contextlib.AbstractContextManager[None]:
 
 
 def info(pool: Pool, name: str) -> Container:
-    d = _require(pool, name)
+    d = require(pool, name)
     return _describe(pool, name, d)
 
 
@@ -91,7 +91,7 @@ def _describe(pool: Pool, name: str, d: Path) -> Container:
         created = datetime.datetime.fromtimestamp(os.stat(d / "config").st_mtime,
                                                   tz=datetime.UTC)
         meta = {"created": created.replace(microsecond=0).isoformat()}
-    state = _state(pool, name)
+    state = current_state(pool, name)
     running = state in (State.RUNNING, State.FROZEN)
     try:
         text = (d / "config").read_text()
@@ -177,7 +177,7 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
             raise NotFound(f"image {image_ref} not found")
         try:
             for name in new:
-                stack.enter_context(_lock(pool, name))
+                stack.enter_context(lock(pool, name))
                 final = _dir(pool, name)
                 with pool.scratch(f"create-{name}") as scratch:
                     btrfs.snapshot(pool.images / fp / "rootfs", scratch / "rootfs", readonly=False)
@@ -196,20 +196,28 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
 
 
 def copy(pool: Pool, source: str, new: str) -> Container:
-    """A clone of ``source`` with its own hostname and MAC addresses (a writable snapshot).
+    """A clone of container ``source`` (or snapshot ``NAME/SNAP``) as a writable snapshot.
 
-    A running source is frozen for the moment of the snapshot so that the copy is consistent.
+    The clone gets its own hostname and MAC addresses.  A running source is frozen for the
+    moment of the snapshot so that the copy is consistent.
     """
-    src = _require(pool, source)
+    from lxcow import snapshots
+
+    src_name, snap = snapshots.parse_ref(source)
+    src = require(pool, src_name)
     _check_new_names(pool, [new])
-    first, second = sorted([source, new])
-    with _lock(pool, first), _lock(pool, second):
-        src = _require(pool, source)
+    first, second = sorted([src_name, new])
+    with lock(pool, first), lock(pool, second):
+        src = require(pool, src_name)
         final = _dir(pool, new)
         with pool.scratch(f"copy-{new}") as scratch:
-            with frozen(pool, source):
-                btrfs.snapshot(src / "rootfs", scratch / "rootfs", readonly=False)
-            config = lxcconfig.retarget((src / "config").read_text(), new, final)
+            if snap is None:
+                with frozen(pool, src_name):
+                    btrfs.snapshot(src / "rootfs", scratch / "rootfs", readonly=False)
+                config = (src / "config").read_text()
+            else:
+                config = snapshots.clone_rootfs(pool, src_name, snap, scratch / "rootfs")
+            config = lxcconfig.retarget(config, new, final)
             try:
                 meta = read_json(src / META)
             except (FileNotFoundError, ValueError):
@@ -221,9 +229,9 @@ def copy(pool: Pool, source: str, new: str) -> Container:
 
 
 @contextlib.contextmanager
-def frozen(pool: Pool, name: str):  # type: ignore[no-untyped-def]
+def frozen(pool: Pool, name: str) -> Iterator[None]:
     """Keep a running container frozen, with its data synced, for the length of the block."""
-    if _state(pool, name) is not State.RUNNING:
+    if current_state(pool, name) is not State.RUNNING:
         yield
         return
     liblxc.freeze(name, pool.lxcpath)
@@ -240,9 +248,9 @@ def frozen(pool: Pool, name: str):  # type: ignore[no-untyped-def]
 
 
 def start(pool: Pool, name: str) -> Container:
-    _require(pool, name)
-    with _lock(pool, name):
-        state = _state(pool, name)
+    require(pool, name)
+    with lock(pool, name):
+        state = current_state(pool, name)
         if state is not State.STOPPED:
             raise PreconditionFailed(f"container {name} is already {state.value.lower()}")
         liblxc.start(name, pool.lxcpath)
@@ -251,14 +259,14 @@ def start(pool: Pool, name: str) -> Container:
 
 def stop(pool: Pool, name: str, *, force: bool = False,
          timeout: int = DEFAULT_STOP_TIMEOUT) -> Container:
-    _require(pool, name)
-    with _lock(pool, name):
-        _stop_locked(pool, name, force=force, timeout=timeout)
+    require(pool, name)
+    with lock(pool, name):
+        stop_locked(pool, name, force=force, timeout=timeout)
     return info(pool, name)
 
 
-def _stop_locked(pool: Pool, name: str, *, force: bool, timeout: int) -> None:
-    state = _state(pool, name)
+def stop_locked(pool: Pool, name: str, *, force: bool, timeout: int) -> None:
+    state = current_state(pool, name)
     if state is State.STOPPED:
         raise PreconditionFailed(f"container {name} is not running")
     if state is State.FROZEN:
@@ -268,18 +276,18 @@ def _stop_locked(pool: Pool, name: str, *, force: bool, timeout: int) -> None:
 
 def restart(pool: Pool, name: str, *, force: bool = False,
             timeout: int = DEFAULT_STOP_TIMEOUT) -> Container:
-    _require(pool, name)
-    with _lock(pool, name):
-        if _state(pool, name) is not State.STOPPED:
-            _stop_locked(pool, name, force=force, timeout=timeout)
+    require(pool, name)
+    with lock(pool, name):
+        if current_state(pool, name) is not State.STOPPED:
+            stop_locked(pool, name, force=force, timeout=timeout)
         liblxc.start(name, pool.lxcpath)
     return info(pool, name)
 
 
 def freeze(pool: Pool, name: str) -> Container:
-    _require(pool, name)
-    with _lock(pool, name):
-        state = _state(pool, name)
+    require(pool, name)
+    with lock(pool, name):
+        state = current_state(pool, name)
         if state is not State.RUNNING:
             raise PreconditionFailed(f"container {name} is {state.value.lower()}, not running")
         liblxc.freeze(name, pool.lxcpath)
@@ -287,9 +295,9 @@ def freeze(pool: Pool, name: str) -> Container:
 
 
 def unfreeze(pool: Pool, name: str) -> Container:
-    _require(pool, name)
-    with _lock(pool, name):
-        state = _state(pool, name)
+    require(pool, name)
+    with lock(pool, name):
+        state = current_state(pool, name)
         if state is not State.FROZEN:
             raise PreconditionFailed(f"container {name} is {state.value.lower()}, not frozen")
         liblxc.unfreeze(name, pool.lxcpath)
@@ -297,12 +305,12 @@ def unfreeze(pool: Pool, name: str) -> Container:
 
 
 def delete(pool: Pool, name: str, *, force: bool = False) -> None:
-    _require(pool, name)
-    with _lock(pool, name):
-        if _state(pool, name) is not State.STOPPED:
+    require(pool, name)
+    with lock(pool, name):
+        if current_state(pool, name) is not State.STOPPED:
             if not force:
-                _require_stopped(pool, name)
-            _stop_locked(pool, name, force=True, timeout=0)
+                require_stopped(pool, name)
+            stop_locked(pool, name, force=True, timeout=0)
         _remove(pool, name)
         pool.drop_lock("container", name)
 
@@ -314,21 +322,24 @@ def _remove(pool: Pool, name: str) -> None:
 
 
 def rename(pool: Pool, name: str, new: str) -> Container:
-    old_dir = _require(pool, name)
+    from lxcow import snapshots
+
+    old_dir = require(pool, name)
     _check_new_names(pool, [new])
     first, second = sorted([name, new])
-    with _lock(pool, first), _lock(pool, second):
-        _require(pool, name)
-        _require_stopped(pool, name)
+    with lock(pool, first), lock(pool, second):
+        require(pool, name)
+        require_stopped(pool, name)
         new_dir = _dir(pool, new)
         config = lxcconfig.retarget((old_dir / "config").read_text(), new, new_dir,
-                                   new_macs=False)
+                                    new_macs=False)
+        writes = [(new_dir / "config", config), *snapshots.snapshot_configs(pool, name, new_dir)]
         with pool.scratch(f"rename-{name}-{new}") as journal:
-            # If killed after the directory moved, the next command writes the new config.
-            pool.record_intent(journal, done_if_exists=new_dir, path=new_dir / "config",
-                               text=config)
+            # If killed after the directory moved, the next command writes the new configs.
+            pool.record_intent(journal, writes, done_if_exists=new_dir)
             rename_noreplace(old_dir, new_dir, f"container {new}")
-            write_atomic(new_dir / "config", config)
+            for path, text in writes:
+                write_atomic(path, text)
         pool.drop_lock("container", name)
     return info(pool, new)
 
@@ -337,10 +348,10 @@ def rename(pool: Pool, name: str, new: str) -> Container:
 
 
 def execute(pool: Pool, name: str, argv: Sequence[str], env: dict[str, str]) -> int:
-    _require(pool, name)
+    require(pool, name)
     if not argv:
         raise UsageError("no command given", hint="lxcow exec NAME -- COMMAND...")
-    state = _state(pool, name)
+    state = current_state(pool, name)
     if state is not State.RUNNING:
         raise PreconditionFailed(f"container {name} is {state.value.lower()}, not running",
                                  hint=f"start it first: lxcow start {name}")
@@ -351,7 +362,7 @@ def execute(pool: Pool, name: str, argv: Sequence[str], env: dict[str, str]) -> 
 
 
 def config_get(pool: Pool, name: str, key: str) -> str | None:
-    _require(pool, name)
+    require(pool, name)
     f = lxcconfig.friendly(key)
     raw_key = f.raw_key if f else _raw_key(key)
     return liblxc.config(name, pool.lxcpath).get(raw_key)
@@ -366,13 +377,13 @@ def _raw_key(key: str) -> str:
 
 def config_set(pool: Pool, name: str, key: str, value: str | None) -> None:
     """Set (or, with ``value`` None, unset) a key; limits also apply to a running container."""
-    d = _require(pool, name)
+    d = require(pool, name)
     f = lxcconfig.friendly(key)
     raw_key = f.raw_key if f else _raw_key(key)
     if raw_key in ("lxc.uts.name", "lxc.rootfs.path"):
         raise UsageError(f"{raw_key} is managed by lxcow", hint="use 'lxcow rename'")
     converted = f.convert(value) if f and value is not None else value
-    with _lock(pool, name):
+    with lock(pool, name):
         view = liblxc.config(name, pool.lxcpath)
         if converted is None:
             view.clear(raw_key)
@@ -382,5 +393,7 @@ def config_set(pool: Pool, name: str, key: str, value: str | None) -> None:
         tmp = d / ".config.new"
         view.save(tmp)
         os.rename(tmp, d / "config")
-        if f and f.cgroup_item and converted is not None and _state(pool, name) is State.RUNNING:
+        live = f is not None and f.cgroup_item is not None and converted is not None
+        if live and current_state(pool, name) is State.RUNNING:
+            assert f is not None and f.cgroup_item is not None and converted is not None
             view.set_cgroup(f.cgroup_item, converted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ SAFE_KEYS = {
     "lxc.pty.max", "lxc.autodev", "lxc.include",
 }
 MAX_META_FILE = 1 << 20
+INCLUDE = re.compile(r"(?:[a-z0-9]+\.)?(?:common|userns)\.conf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +105,11 @@ def filter_config(text: str) -> str:
             continue
         if key == "lxc.include":
             value = value.replace("LXC_TEMPLATE_CONFIG", TEMPLATE_DIR)
-            real = os.path.realpath(value)
-            if not real.startswith(TEMPLATE_DIR + "/") or not os.path.exists(real):
+            real = os.path.realpath(value) if os.path.isabs(value) else ""
+            # Only the distributions' common settings: nesting.conf and the like loosen
+            # the container's confinement, which is the administrator's choice, not an image's.
+            if (os.path.dirname(real) != TEMPLATE_DIR or not INCLUDE.fullmatch(
+                    os.path.basename(real)) or not os.path.isfile(real)):
                 log.warning("ignoring image include %r", value)
                 continue
         kept.append(f"{key} = {value}")

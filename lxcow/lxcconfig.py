@@ -34,9 +34,20 @@ class Network:
             fields[key] = value
         if "bridge" not in fields:
             raise UsageError(f"invalid --network {text!r}", hint="bridge=NAME is required")
-        if "ipv4" in fields and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+/\d+", fields["ipv4"]):
-            raise UsageError(f"invalid IPv4 address {fields['ipv4']!r}", hint="use ADDRESS/PREFIX")
-        return cls(fields["bridge"], fields.get("ipv4"))
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", fields["bridge"], re.ASCII):
+            raise UsageError(f"invalid bridge name {fields['bridge']!r}")
+        ipv4 = fields.get("ipv4")
+        if ipv4 is not None:
+            import ipaddress
+
+            try:
+                ipaddress.IPv4Interface(ipv4)
+            except ValueError:
+                raise UsageError(f"invalid IPv4 address {ipv4!r}",
+                                 hint="use ADDRESS/PREFIX, e.g. 10.0.3.5/24") from None
+            if "/" not in ipv4:
+                raise UsageError(f"invalid IPv4 address {ipv4!r}", hint="add the /PREFIX")
+        return cls(fields["bridge"], ipv4)
 
     def check(self) -> None:
         if not os.path.isdir(f"/sys/class/net/{self.bridge}/bridge"):
@@ -115,22 +126,29 @@ def _cgroup_v1(controller: str) -> bool:
 
 
 def _memory(value: str) -> str:
-    return str(parse_size(value, "memory limit"))
+    size = parse_size(value, "memory limit")
+    if size < 1024**2:
+        raise UsageError(f"limits.memory {value} is too small", hint="give at least 1MiB")
+    return str(size)
 
 
 def _cpus(value: str) -> str:
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):
         count = int(value)
         if not 1 <= count <= (os.cpu_count() or 1):
             raise UsageError(f"limits.cpu {value} is not between 1 and {os.cpu_count()}")
         return f"0-{count - 1}" if count > 1 else "0"
-    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", value):
+    if not re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", value):
         raise UsageError(f"invalid limits.cpu {value!r}", hint="give a count or a list like 0,2-3")
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        if high and int(high) < int(low):
+            raise UsageError(f"invalid limits.cpu range {part!r}", hint="write ranges low-high")
     return value
 
 
 def _processes(value: str) -> str:
-    if not value.isdigit() or int(value) < 1:
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
         raise UsageError(f"invalid limits.processes {value!r}", hint="give a positive number")
     return value
 

@@ -6,8 +6,8 @@ import re
 
 from lxcow.errors import UsageError
 
-_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", re.ASCII)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
@@ -16,7 +16,7 @@ def check_name(name: str, what: str = "container") -> str:
     if not _HOSTNAME.fullmatch(name):
         raise UsageError(
             f"invalid {what} name {name!r}",
-            hint="use 1-63 letters, digits and '-', not starting with '-'",
+            hint="use 1-63 letters, digits and '-', not starting or ending with '-'",
         )
     return name
 

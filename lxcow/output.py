@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ def to_data(obj: Any) -> Any:
         return {str(k): to_data(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_data(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if hasattr(obj, "value") and hasattr(obj, "name"):
         return obj.value
     return obj
@@ -73,5 +76,5 @@ def render_record(record: dict[str, Any], fmt: str) -> str:
     if fmt == "csv":
         keys = list(record)
         return render_list([record], [(k, k) for k in keys], "csv")
-    width = max(len(k) for k in record) + 1
+    width = max((len(k) for k in record), default=0) + 1
     return "".join(f"{(k + ':').ljust(width)} {_cell(v)}\n" for k, v in record.items())

@@ -165,23 +165,36 @@ class Pool:
 
 
     def _roll_forward(self, scratch: Path) -> None:
-        """Finish a step a killed command had recorded in ``intent.json`` of its scratch dir.
+        """Finish the last step of a killed command, as recorded in its ``intent.json``.
 
-        The intent says: once ``done_if_exists`` exists (the command got past its atomic
-        rename), write ``text`` to ``path``.  Before that point nothing is to be done.
+        The intent says: once the command got past its atomic step (``done_if_exists``
+        exists, or the subvolume ``done_if_subvolume`` descends from ``parent_uuid``), write
+        each file of ``writes``.  Before that point there is nothing to finish.
         """
         try:
             intent = read_json(scratch / INTENT)
         except (FileNotFoundError, ValueError):
             return
-        if os.path.exists(intent["done_if_exists"]):
-            log.info("finishing an interrupted command: writing %s", intent["path"])
-            write_atomic(Path(intent["path"]), intent["text"])
+        if "done_if_exists" in intent:
+            done = os.path.exists(intent["done_if_exists"])
+        else:
+            path = Path(intent["done_if_subvolume"])
+            done = path.exists() and btrfs.info(path).parent_uuid == intent["parent_uuid"]
+        if done:
+            for path, text in intent["writes"]:
+                log.info("finishing an interrupted command: writing %s", path)
+                write_atomic(Path(path), text)
 
-    def record_intent(self, scratch: Path, *, done_if_exists: Path, path: Path,
-                      text: str) -> None:
-        write_json(scratch / INTENT, {"done_if_exists": os.fspath(done_if_exists),
-                                      "path": os.fspath(path), "text": text})
+    def record_intent(self, scratch: Path, writes: list[tuple[Path, str]], *,
+                      done_if_exists: Path | None = None,
+                      done_if_subvolume: tuple[Path, str] | None = None) -> None:
+        intent: dict[str, object] = {"writes": [[os.fspath(p), t] for p, t in writes]}
+        if done_if_exists is not None:
+            intent["done_if_exists"] = os.fspath(done_if_exists)
+        elif done_if_subvolume is not None:
+            intent["done_if_subvolume"] = os.fspath(done_if_subvolume[0])
+            intent["parent_uuid"] = done_if_subvolume[1]
+        write_json(scratch / INTENT, intent)
 
 
 # -- setting up and opening ---------------------------------------------------------------

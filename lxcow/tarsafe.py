@@ -53,12 +53,14 @@ def _link_inside(name: str, target: str) -> bool:
 class _Checker:
     """Tracks what the archive has made so far, to vet each new member against it."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, strip_prefix: str) -> None:
         self.limit = limit
+        self.strip_prefix = strip_prefix
         self.kinds: dict[str, str] = {"": "dir"}
         self.total = 0
 
-    def vet(self, m: tarfile.TarInfo, name: str) -> None:
+    def vet(self, m: tarfile.TarInfo, name: str) -> str | None:
+        """Refuse an unsafe member; return a hard link's target relative to the tree."""
         parent = posixpath.dirname(name)
         while True:
             kind = self.kinds.get(parent)
@@ -70,9 +72,13 @@ class _Checker:
 
         if m.issym() and not _link_inside(name, m.linkname):
             raise BadData(f"archive member {m.name!r} links outside the root: {m.linkname!r}")
+        link_target = None
         if m.islnk():
-            target = _clean_name(m.linkname, "")
-            if self.kinds.get(target or "") != "file":
+            try:
+                link_target = _clean_name(m.linkname, self.strip_prefix)
+            except BadData:
+                link_target = None
+            if link_target is None or self.kinds.get(link_target) != "file":
                 raise BadData(
                     f"archive member {m.name!r} is a hard link to {m.linkname!r}, "
                     "which is not an earlier file of the archive"
@@ -93,6 +99,40 @@ class _Checker:
         if not (m.isreg() or m.islnk()):
             kind = kind if m.isdir() or m.issym() else "special file"
         self.kinds[name] = kind
+        return link_target
+
+
+class _TailKeeper:
+    """Passes reads through and keeps the last bytes read, to check the end-of-archive block.
+
+    Python's tarfile stops quietly at a truncated or damaged header; a whole archive ends with
+    a block of zeros at the offset where the iteration stopped.
+    """
+
+    KEEP = 1 << 16
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.tail = b""
+        self.tail_start = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.tail += data
+        if len(self.tail) > self.KEEP:
+            cut = len(self.tail) - self.KEEP
+            self.tail = self.tail[cut:]
+            self.tail_start += cut
+        return data
+
+    def ends_properly_at(self, offset: int) -> bool:
+        start = offset - self.tail_start
+        if start < 0:
+            return False
+        block = self.tail[start:start + tarfile.BLOCKSIZE]
+        if len(block) < tarfile.BLOCKSIZE:
+            block += self.read(tarfile.BLOCKSIZE - len(block))
+        return len(block) == tarfile.BLOCKSIZE and block.count(0) == tarfile.BLOCKSIZE
 
 
 def _set_xattrs(path: str, m: tarfile.TarInfo) -> None:
@@ -103,31 +143,31 @@ def _set_xattrs(path: str, m: tarfile.TarInfo) -> None:
                         follow_symlinks=False)
 
 
-def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = "",
-            only: str | None = None) -> Extracted:
+def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = "") -> Extracted:
     """Extract the tar ``stream`` into the existing empty directory ``dest``.
 
     ``strip_prefix`` keeps only members below that top-level directory (the ``rootfs/`` of a
     unified image).  Raises BadData on anything unsafe, truncated or corrupt.
     """
-    checker = _Checker(limit)
+    checker = _Checker(limit, strip_prefix)
     result = Extracted()
     dirs: list[tuple[str, tarfile.TarInfo]] = []
+    keeper = _TailKeeper(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tf:
+        with tarfile.open(fileobj=keeper, mode="r|", errorlevel=2) as tf:  # type: ignore[call-overload]
             for m in tf:
                 name = _clean_name(m.name, strip_prefix)
                 if name is None:
                     continue
-                checker.vet(m, name)
+                link_target = checker.vet(m, name)
                 target = os.path.join(dest, name) if name else os.fspath(dest)
                 if name and os.path.lexists(target) and not (m.isdir() and os.path.isdir(target)):
                     # A later member replaces an earlier one; never write through what was there.
                     if os.path.isdir(target) and not os.path.islink(target):
                         raise BadData(f"archive member {m.name!r} replaces a directory")
                     os.unlink(target)
-                if m.islnk():
-                    os.link(os.path.join(dest, _clean_name(m.linkname, "") or ""), target)
+                if link_target is not None:
+                    os.link(os.path.join(dest, link_target), target)
                     result.members += 1
                     continue
                 if name:
@@ -139,6 +179,8 @@ def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = ""
                     _set_xattrs(target, m)
                 result.members += 1
                 result.bytes += m.size if m.isreg() else 0
+            if not keeper.ends_properly_at(tf.offset):
+                raise BadData("archive is truncated or damaged: it does not end properly")
             for target, m in reversed(dirs):
                 if target == os.fspath(dest):
                     os.chown(target, m.uid, m.gid)

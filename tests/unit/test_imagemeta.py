@@ -100,7 +100,6 @@ def test_include_through_a_symlink_out_of_the_template_dir_is_dropped(tmp_path: 
 
 
 @needs_templates
-@pytest.mark.xfail(strict=True, reason="bug: a relative include is resolved against the cwd")
 def test_relative_include_is_dropped_whatever_the_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(TEMPLATE_DIR)
 

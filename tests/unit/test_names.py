@@ -10,7 +10,8 @@ from lxcow.errors import ExitCode, UsageError
 FP = "0123456789abcdef" * 4
 
 
-@pytest.mark.parametrize("name", ["a", "Z", "7", "123", "web-1", "a--b", "A" * 63, "x" + "-" * 62])
+@pytest.mark.parametrize("name", ["a", "Z", "7", "123", "web-1", "a--b", "A" * 63,
+                                  "x" + "-" * 61 + "y"])
 def test_check_name_accepts_hostname_labels(name: str) -> None:
     assert names.check_name(name) == name
 
@@ -23,7 +24,8 @@ def test_check_name_refuses_non_labels(name: str) -> None:
     with pytest.raises(UsageError) as err:
         names.check_name(name)
 
-    assert err.value.exit_code == ExitCode.USAGE == 2
+    assert err.value.exit_code == ExitCode.USAGE
+    assert int(err.value.exit_code) == 2
     assert repr(name) in str(err.value)
 
 
@@ -32,7 +34,6 @@ def test_check_name_names_what_was_checked() -> None:
         names.check_name("bad_name", "snapshot")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: RFC 1123 labels must not end with '-'")
 def test_check_name_refuses_trailing_hyphen() -> None:
     with pytest.raises(UsageError):
         names.check_name("web-")

@@ -90,7 +90,7 @@ def test_table_columns_are_aligned() -> None:
 
 
 def test_table_has_no_trailing_spaces() -> None:
-    rows = [{"name": "a", "state": "RUNNING", "ipv4": None, "aliases": []}]
+    rows: list[dict[str, Any]] = [{"name": "a", "state": "RUNNING", "ipv4": None, "aliases": []}]
 
     for line in render_list(rows, COLUMNS, "table").splitlines():
         assert line == line.rstrip()
@@ -170,6 +170,5 @@ def test_to_data_rows_render_in_every_format() -> None:
     assert render_list(rows, columns, "table").splitlines()[1].split() == ["web1", "RUNNING", "a"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the docstring promises paths, a Path is returned as is")
 def test_to_data_turns_paths_into_strings() -> None:
     assert to_data({"path": Path("/var/lib/lxcow")}) == {"path": "/var/lib/lxcow"}

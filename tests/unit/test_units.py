@@ -45,12 +45,10 @@ def test_parse_size_refuses(text: str) -> None:
     assert f"invalid pool size {text!r}" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bare byte counts go through float and lose precision")
 def test_parse_size_is_exact_for_large_byte_counts() -> None:
     assert parse_size(str(2**53 + 1)) == 2**53 + 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: \\d matches non-ASCII digits such as '٣'")
 def test_parse_size_refuses_non_ascii_digits() -> None:
     with pytest.raises(UsageError):
         parse_size("٣G")
