@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import stat
 import tarfile
 from pathlib import Path
 from typing import IO
@@ -135,6 +136,27 @@ class _TailKeeper:
         return len(block) == tarfile.BLOCKSIZE and block.count(0) == tarfile.BLOCKSIZE
 
 
+def _make_room(target: str, m: tarfile.TarInfo) -> None:
+    """A later member replaces an earlier one: never write through what was there."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if not m.isdir():
+            raise BadData(f"archive member {m.name!r} replaces a directory")
+        return
+    os.unlink(target)
+
+
+def _only_zeros_follow(stream: _TailKeeper) -> bool:
+    """Read to the end (so that the compressor checks its checksum); only padding may follow."""
+    while chunk := stream.read(1 << 16):
+        if chunk.count(0) != len(chunk):
+            return False
+    return True
+
+
 def _set_xattrs(path: str, m: tarfile.TarInfo) -> None:
     for key, value in m.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
@@ -161,11 +183,8 @@ def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = ""
                     continue
                 link_target = checker.vet(m, name)
                 target = os.path.join(dest, name) if name else os.fspath(dest)
-                if name and os.path.lexists(target) and not (m.isdir() and os.path.isdir(target)):
-                    # A later member replaces an earlier one; never write through what was there.
-                    if os.path.isdir(target) and not os.path.islink(target):
-                        raise BadData(f"archive member {m.name!r} replaces a directory")
-                    os.unlink(target)
+                if name:
+                    _make_room(target, m)
                 if link_target is not None:
                     os.link(os.path.join(dest, link_target), target)
                     result.members += 1
@@ -179,7 +198,7 @@ def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = ""
                     _set_xattrs(target, m)
                 result.members += 1
                 result.bytes += m.size if m.isreg() else 0
-            if not keeper.ends_properly_at(tf.offset):
+            if not keeper.ends_properly_at(tf.offset) or not _only_zeros_follow(keeper):
                 raise BadData("archive is truncated or damaged: it does not end properly")
             for target, m in reversed(dirs):
                 if target == os.fspath(dest):
@@ -189,15 +208,16 @@ def extract(stream: IO[bytes], dest: Path, *, limit: int, strip_prefix: str = ""
                 os.utime(target, (m.mtime, m.mtime))
     except BadData:
         raise
-    except OSError as err:
-        raise from_oserror(err, "extract image") from None
     except (tarfile.TarError, EOFError) as err:
         raise BadData(f"archive is damaged or truncated: {err}") from None
     except Exception as err:
         from lxcow.compression import decode_errors
 
+        # Checked before OSError: gzip reports a bad checksum as an OSError.
         if isinstance(err, decode_errors()):
             raise BadData(f"archive is damaged or truncated: {err}") from None
+        if isinstance(err, OSError):
+            raise from_oserror(err, "extract image") from None
         raise
     if result.members == 0:
         raise BadData("archive holds no files")
