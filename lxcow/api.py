@@ -18,6 +18,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lxcow import containers, images, locks, names, snapshots
 from lxcow import pool as pools
@@ -25,6 +26,9 @@ from lxcow.containers import Container
 from lxcow.images import Image
 from lxcow.lxcconfig import Network
 from lxcow.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from lxcow.backups import BackupInfo
 
 DEFAULT_STATE_DIR = "/var/lib/lxcow"
 
@@ -181,6 +185,48 @@ class Lxcow:
 
     def config_unset(self, name: str, key: str) -> None:
         containers.config_set(self.pool, name, key, None)
+
+    # -- backups ----------------------------------------------------------------------------
+
+    def export(self, name: str, path: str | os.PathLike[str], *, instance_only: bool = False,
+               base: str | os.PathLike[str] | None = None, compression: str = "zstd",
+               portable: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> BackupInfo | None:
+        """Write a backup of a container; a portable one returns None."""
+        from lxcow import backups
+        from lxcow import portable as portable_backup
+
+        if portable:
+            if base is not None or instance_only:
+                from lxcow.errors import UsageError
+
+                raise UsageError("--portable takes neither --base nor --instance-only")
+            portable_backup.export(self.pool, name, Path(path), compression=compression)
+            return None
+        return backups.export(self.pool, name, Path(path), instance_only=instance_only,
+                              base=Path(base) if base else None, compression=compression,
+                              progress=progress)
+
+    def import_backups(self, paths: Sequence[str | os.PathLike[str]], *,
+                       name: str | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> Container:
+        """Import a full backup, an incremental one, a chain of them, or a portable one."""
+        from lxcow import backups
+
+        made = backups.import_files(self.pool, [Path(p) for p in paths], name, progress)
+        return self.info(made)
+
+    def backup_verify(self, paths: Sequence[str | os.PathLike[str]],
+                      progress: Callable[[int, int], None] | None = None
+                      ) -> builtins.list[BackupInfo]:
+        from lxcow import backups
+
+        return backups.verify([Path(p) for p in paths], progress)
+
+    def backup_info(self, path: str | os.PathLike[str]) -> BackupInfo:
+        from lxcow import backups
+
+        return backups.info(os.fspath(path))
 
     # -- snapshots --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ lxcow exception naming the path.  Nothing here runs the ``btrfs`` program.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import datetime
@@ -16,7 +17,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lxcow.errors import LxcowError, NotFound, SystemFailure, from_oserror
 
@@ -189,6 +190,22 @@ def delete(path: Path) -> None:
         raise _error(err, f"delete subvolume {path}") from None
 
 
+def received_index(path: Path) -> dict[str, set[str]]:
+    """received UUID -> UUIDs of the subvolumes carrying it, over the whole filesystem."""
+    lib = _lib()
+    log.debug("ioctl: list all subvolumes of %s", path)
+    index: dict[str, set[str]] = {}
+    try:
+        with lib.SubvolumeIterator(path, top=FS_TREE_OBJECTID, info=True) as it:
+            for _, sub in it:
+                received = _uuid(sub.received_uuid)
+                if received:
+                    index.setdefault(received, set()).add(_uuid(sub.uuid) or "")
+    except lib.BtrfsUtilError as err:
+        raise _error(err, f"list subvolumes of {path}") from None
+    return index
+
+
 def sync(path: Path) -> None:
     """Commit the filesystem's transaction, so that deleted space is returned at once."""
     lib = _lib()
@@ -283,3 +300,28 @@ def remove_tree(path: Path) -> None:
     for child in children:
         remove_tree(child)
     os.rmdir(path)
+
+
+def send(subvolume: Path,
+         parent: Path | None = None) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """A Btrfs send stream of a read-only subvolume (incremental against ``parent``)."""
+    from lxcow.run import reading
+
+    argv: list[str | os.PathLike[str]] = ["btrfs", "-q", "send"]
+    if parent is not None:
+        argv += ["-p", parent]
+    return reading([*argv, subvolume])
+
+
+def receive(directory: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """Feed a send stream to ``btrfs receive`` into ``directory``."""
+    from lxcow.run import writing
+
+    return writing(["btrfs", "-q", "receive", directory])
+
+
+def dump() -> contextlib.AbstractContextManager[IO[bytes]]:
+    """Feed a send stream to ``btrfs receive --dump``, which parses it without a filesystem."""
+    from lxcow.run import writing
+
+    return writing(["btrfs", "receive", "--dump"])

@@ -303,6 +303,61 @@ def cmd_snapshot_restore(lx: Lxcow, a: argparse.Namespace) -> int:
     return 0
 
 
+BACKUP_COLUMNS = [("file", "FILE"), ("kind", "KIND"), ("container", "CONTAINER"),
+                  ("created", "CREATED"), ("snapshots", "SNAPSHOTS"), ("bytes", "STREAM BYTES"),
+                  ("complete", "COMPLETE")]
+
+
+def _backup_rows(items: Sequence[Any]) -> list[dict[str, Any]]:
+    from lxcow.output import to_data
+
+    return [to_data(b) for b in items]
+
+
+def cmd_export(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.progress import TerminalProgress
+
+    progress = TerminalProgress("exporting")
+    try:
+        lx.export(a.name, a.file, instance_only=a.instance_only, base=a.base,
+                  compression=a.compression, portable=a.portable, progress=progress)
+    finally:
+        progress.close()
+    return 0
+
+
+def cmd_import(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.progress import TerminalProgress
+
+    progress = TerminalProgress("importing")
+    try:
+        container = lx.import_backups(a.files, name=a.name, progress=progress)
+    finally:
+        progress.close()
+    _print(container.name + "\n")
+    return 0
+
+
+def cmd_backup_verify(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.output import render_list
+    from lxcow.progress import TerminalProgress
+
+    progress = TerminalProgress("verifying")
+    try:
+        found = lx.backup_verify(a.files, progress=progress)
+    finally:
+        progress.close()
+    _print(render_list(_backup_rows(found), BACKUP_COLUMNS, a.format))
+    return 0
+
+
+def cmd_backup_info(lx: Lxcow, a: argparse.Namespace) -> int:
+    from lxcow.output import render_record
+
+    _print(render_record(_backup_rows([lx.backup_info(a.file)])[0], a.format))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -442,6 +497,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="kill a running container instead of a clean shutdown")
     sp.add_argument("--timeout", type=int, default=30,
                     help="seconds to wait for a clean shutdown before killing (default 30)")
+
+    sp = add("export", cmd_export, "write a backup of a container to a file")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("file", metavar="FILE")
+    sp.add_argument("--instance-only", action="store_true", help="leave the snapshots out")
+    sp.add_argument("--base", metavar="EARLIER_FILE",
+                    help="incremental: only what changed since the newest snapshot in it")
+    sp.add_argument("--compression", choices=["zstd", "none"], default="zstd",
+                    help="compression of the streams (default zstd)")
+    sp.add_argument("--portable", action="store_true",
+                    help="a plain tarball of the rootfs and config, for hosts without Btrfs")
+    sp = add("import", cmd_import, "create or update a container from backup files")
+    sp.add_argument("files", nargs="+", metavar="FILE",
+                    help="a full backup, incremental ones in order, or a portable tarball")
+    sp.add_argument("--name", metavar="NEW", help="name of the container (default: the original)")
+    backup = add("backup", None, "check backup files").add_subparsers(
+        dest="backup_command", required=True, metavar="COMMAND")
+    sp = add("verify", cmd_backup_verify,
+             "check headers, checksums and streams of backups, without touching any pool", backup)
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    _format_arg(sp)
+    sp = add("info", cmd_backup_info, "show what a backup file holds", backup)
+    sp.add_argument("file", metavar="FILE")
+    _format_arg(sp)
 
     config = add("config", None, "read and change container config").add_subparsers(
         dest="config_command", required=True, metavar="COMMAND")

@@ -22,9 +22,9 @@ class TerminalProgress:
             return
         self._last = now
         rate = done / max(now - self._start, 1e-6)
-        percent = f"{100 * done / total:5.1f}% " if total else ""
-        sys.stderr.write(f"\r{self.label}: {percent}{format_size(done)} of "
-                         f"{format_size(total)}, {format_size(int(rate))}/s\x1b[K")
+        amount = (f"{100 * done / total:5.1f}% {format_size(done)} of {format_size(total)}"
+                  if total else format_size(done))
+        sys.stderr.write(f"\r{self.label}: {amount}, {format_size(int(rate))}/s\x1b[K")
         sys.stderr.flush()
         self._shown = True
 

@@ -103,3 +103,32 @@ def reading(
         if proc.wait() != 0:
             errfile.seek(0)
             raise _failure(args, proc.returncode, errfile.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def writing(argv: Sequence[str | os.PathLike[str]]) -> Iterator[IO[bytes]]:
+    """Start a command and yield its stdin; on leaving the block, close it and wait.
+
+    A non-zero exit raises CommandFailed; if the block raises, the command is killed.
+    """
+    args = [os.fspath(a) for a in argv]
+    log.debug("run: | %s", _quote(args))
+    with tempfile.TemporaryFile() as errfile:
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=errfile, env=CLEAN_ENV, close_fds=True)
+        except FileNotFoundError:
+            raise NotFound(f"program not found: {args[0]}", hint="run ./install.sh") from None
+        assert proc.stdin is not None
+        try:
+            yield proc.stdin
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.wait() != 0:
+            errfile.seek(0)
+            raise _failure(args, proc.returncode, errfile.read().decode(errors="replace"))

@@ -53,7 +53,7 @@ def _require(pool: Pool, name: str, snap: str) -> Path:
     return d
 
 
-def _nested_flags(d: Path) -> dict[str, bool]:
+def nested_flags(d: Path) -> dict[str, bool]:
     try:
         return {k: bool(v) for k, v in read_json(d / META).get("nested", {}).items()}
     except (FileNotFoundError, ValueError, AttributeError):
@@ -79,11 +79,11 @@ def _describe(pool: Pool, name: str, snap: str, d: Path,
     return Snapshot(
         container=name,
         name=snap,
-        created=info.created.replace(microsecond=0).isoformat(),
+        created=_recorded_created(d) or info.created.replace(microsecond=0).isoformat(),
         comment=comment,
         size=_exclusive_size(pool, info.id),
         readonly=info.readonly,
-        nested=tuple(sorted(_nested_flags(d))),
+        nested=tuple(sorted(nested_flags(d))),
         path=os.fspath(d),
     )
 
@@ -110,6 +110,18 @@ def show(pool: Pool, name: str, snap: str) -> Snapshot:
     return _describe(pool, name, snap, _require(pool, name, snap))
 
 
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+
+
+def _recorded_created(d: Path) -> str | None:
+    try:
+        created = read_json(d / META).get("created")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return created if isinstance(created, str) else None
+
+
 def _next_name(pool: Pool, name: str) -> str:
     i = 0
     while os.path.lexists(_snaps(pool, name) / f"snap{i}"):
@@ -133,18 +145,18 @@ def create(pool: Pool, name: str, snap: str | None = None, comment: str | None =
                                         nested_readonly=True)
                 config = (d / "config").read_text()
             now = datetime.datetime.now()
-            write_atomic(scratch / "config", _snapshot_config(config, final))
+            write_atomic(scratch / "config", snapshot_config(config, final))
             write_atomic(scratch / "ts", now.strftime("%Y:%m:%d %H:%M:%S") + "\n")
             if comment:
                 write_atomic(scratch / "comment", comment.rstrip("\n") + "\n")
-            write_json(scratch / META, {"nested": dict(nested)})
+            write_json(scratch / META, {"nested": dict(nested), "created": _utc_now()})
             _snaps(pool, name).mkdir(exist_ok=True)
             rename_noreplace(scratch, final, f"snapshot {name}/{snap}")
     log.info("snapshot %s/%s created", name, snap)
     return show(pool, name, snap)
 
 
-def _snapshot_config(config: str, snap_dir: Path) -> str:
+def snapshot_config(config: str, snap_dir: Path) -> str:
     out = []
     for line in config.splitlines():
         if line.split("=", 1)[0].strip() == "lxc.rootfs.path":
@@ -168,7 +180,7 @@ def clone_rootfs(pool: Pool, name: str, snap: str, dest: Path) -> str:
     Nested subvolumes get back the read-only flags they had in the container.
     """
     d = _require(pool, name, snap)
-    btrfs.snapshot(d / "rootfs", dest, readonly=False, nested_readonly=_nested_flags(d))
+    btrfs.snapshot(d / "rootfs", dest, readonly=False, nested_readonly=nested_flags(d))
     return (d / "config").read_text()
 
 
@@ -217,7 +229,7 @@ def snapshot_configs(pool: Pool, name: str, new_dir: Path) -> list[tuple[Path, s
             continue
         text = lxcconfig.retarget(cfg.read_text(), new_dir.name, new_dir, new_macs=False)
         result.append((new_dir / "snaps" / snap / "config",
-                       _snapshot_config(text, new_dir / "snaps" / snap)))
+                       snapshot_config(text, new_dir / "snaps" / snap)))
     return result
 
 
