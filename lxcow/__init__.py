@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __version__ = "0.1.0"
 

@@ -18,17 +18,18 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from lxcow import containers, images, locks, names, snapshots
+from lxcow import containers, locks, names
 from lxcow import pool as pools
 from lxcow.containers import Container
-from lxcow.images import Image
-from lxcow.lxcconfig import Network
-from lxcow.snapshots import Snapshot
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
 
 if TYPE_CHECKING:
     from lxcow.backups import BackupInfo
+    from lxcow.images import Image
+    from lxcow.lxcconfig import Network
+    from lxcow.snapshots import Snapshot
 
 DEFAULT_STATE_DIR = "/var/lib/lxcow"
 
@@ -107,27 +108,41 @@ class Lxcow:
     # -- images -----------------------------------------------------------------------------
 
     def image_build_busybox(self, alias: str | None = None) -> Image:
+        from lxcow import images
+
         return images.build_busybox(self.pool, alias)
 
     def image_import(self, rootfs: str | os.PathLike[str],
                      meta: str | os.PathLike[str] | None = None, alias: str | None = None,
                      progress: Callable[[int, int], None] | None = None) -> Image:
+        from lxcow import images
+
         return images.import_tarball(self.pool, Path(rootfs), Path(meta) if meta else None,
                                      alias, progress)
 
     def images(self) -> list[Image]:
+        from lxcow import images
+
         return images.list_images(self.pool)
 
     def image(self, ref: str) -> Image:
+        from lxcow import images
+
         return images.get(self.pool, ref)
 
     def image_delete(self, ref: str) -> Image:
+        from lxcow import images
+
         return images.delete(self.pool, ref)
 
     def image_alias_set(self, alias: str, ref: str) -> Image:
+        from lxcow import images
+
         return images.get(self.pool, images.set_alias(self.pool, alias, ref))
 
     def image_alias_delete(self, alias: str) -> None:
+        from lxcow import images
+
         images.remove_alias(self.pool, alias)
 
     # -- containers -------------------------------------------------------------------------
@@ -232,17 +247,27 @@ class Lxcow:
 
     def snapshot_create(self, name: str, snap: str | None = None,
                         comment: str | None = None) -> Snapshot:
+        from lxcow import snapshots
+
         return snapshots.create(self.pool, name, snap, comment)
 
     def snapshots(self, name: str) -> builtins.list[Snapshot]:
+        from lxcow import snapshots
+
         return snapshots.list_snapshots(self.pool, name)
 
     def snapshot(self, name: str, snap: str) -> Snapshot:
+        from lxcow import snapshots
+
         return snapshots.show(self.pool, name, snap)
 
     def snapshot_delete(self, name: str, snap: str) -> None:
+        from lxcow import snapshots
+
         snapshots.delete(self.pool, name, snap)
 
     def snapshot_restore(self, name: str, snap: str, *, force: bool = False,
                          timeout: int = containers.DEFAULT_STOP_TIMEOUT) -> Snapshot:
+        from lxcow import snapshots
+
         return snapshots.restore(self.pool, name, snap, force=force, timeout=timeout)

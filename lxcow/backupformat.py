@@ -23,9 +23,12 @@ import json
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
 
 from lxcow.errors import BadData
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 FORMAT = "lxcow-backup"
 VERSION = 1

@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import logging
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from lxcow import backupformat, btrfs, containers, lxcconfig, names, snapshots
 from lxcow.errors import (
@@ -30,9 +28,14 @@ from lxcow.errors import (
     UsageError,
 )
 from lxcow.fsutil import exchange, read_json, rename_noreplace, write_atomic, write_json
+from lxcow.log import get as get_logger
 from lxcow.pool import Pool
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 Progress = Callable[[int, int], None]
 

@@ -8,20 +8,21 @@ lxcow exception naming the path.  Nothing here runs the ``btrfs`` program.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import datetime
 import errno
-import logging
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
 
 from lxcow.errors import LxcowError, NotFound, SystemFailure, from_oserror
+from lxcow.log import get as get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+log = get_logger(__name__)
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 FS_TREE_OBJECTID = 5
@@ -57,7 +58,11 @@ class SubvolumeInfo:
 
 
 def _uuid(raw: bytes) -> str | None:
-    return None if raw == bytes(16) else str(uuid.UUID(bytes=raw))
+    """The canonical text form of a 16-byte UUID (the uuid module is slow to import)."""
+    if raw == bytes(16):
+        return None
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def info(path: Path) -> SubvolumeInfo:
@@ -216,52 +221,28 @@ def sync(path: Path) -> None:
         raise _error(err, f"sync {path}") from None
 
 
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
 def syncfs(path: Path) -> None:
     """Write out the dirty data of the filesystem holding ``path`` (syncfs(2))."""
+    from lxcow import libc
+
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         log.debug("syscall: syncfs %s", path)
-        if _c().syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise _error(OSError(err, os.strerror(err)), f"syncfs {path}")
+        libc.syncfs(fd)
+    except OSError as err:
+        raise _error(err, f"syncfs {path}") from None
     finally:
         os.close(fd)
 
 
-class _StatFs(ctypes.Structure):
-    _fields_ = [
-        ("f_type", ctypes.c_long),
-        ("f_bsize", ctypes.c_long),
-        ("f_blocks", ctypes.c_ulong),
-        ("f_bfree", ctypes.c_ulong),
-        ("f_bavail", ctypes.c_ulong),
-        ("f_files", ctypes.c_ulong),
-        ("f_ffree", ctypes.c_ulong),
-        ("f_fsid", ctypes.c_int * 2),
-        ("f_namelen", ctypes.c_long),
-        ("f_frsize", ctypes.c_long),
-        ("f_flags", ctypes.c_long),
-        ("f_spare", ctypes.c_long * 4),
-    ]
-
-
 def is_btrfs(path: Path) -> bool:
     """Whether ``path`` lies on a Btrfs filesystem (statfs(2) magic)."""
-    buf = _StatFs()
-    if _c().statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
-        err = ctypes.get_errno()
-        raise _error(OSError(err, os.strerror(err)), f"statfs {path}")
-    return bool(buf.f_type & 0xFFFFFFFF == BTRFS_SUPER_MAGIC)
+    from lxcow import libc
+
+    try:
+        return libc.statfs_type(path) == BTRFS_SUPER_MAGIC
+    except OSError as err:
+        raise _error(err, f"statfs {path}") from None
 
 
 def fsid(path: Path) -> str:
@@ -278,7 +259,7 @@ def fsid(path: Path) -> str:
         raise _error(err, f"filesystem info of {path}") from None
     finally:
         os.close(fd)
-    return str(uuid.UUID(bytes=bytes(buf[16:32])))
+    return _uuid(bytes(buf[16:32])) or ""
 
 
 def remove_tree(path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable, Iterator
-from typing import IO, Any
 
 from lxcow.errors import BadData
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 Progress = Callable[[int, int], None]
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from lxcow import btrfs, images, liblxc, lxcconfig, names
+from lxcow import btrfs, liblxc, lxcconfig, names
 from lxcow.errors import AlreadyExists, NotFound, PreconditionFailed, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
 from lxcow.liblxc import State
+from lxcow.log import get as get_logger
 from lxcow.pool import Pool
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 META = "lxcow.json"
 DEFAULT_STOP_TIMEOUT = 30
@@ -164,6 +164,8 @@ def _set_hostname_file(rootfs: Path, name: str) -> None:
 def create(pool: Pool, image_ref: str, new: Sequence[str],
            network: lxcconfig.Network | None = None) -> list[Container]:
     """Create containers from an image: one writable snapshot each, all or none."""
+    from lxcow import images
+
     _check_new_names(pool, new)
     if network is not None:
         network.check()

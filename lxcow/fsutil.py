@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
 from pathlib import Path
-from typing import Any
 
+from lxcow import libc
 from lxcow.errors import AlreadyExists, from_oserror
 
-AT_FDCWD = -100
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-
-_libc: Any = None
-
-
-def _renameat2(old: Path, new: Path, flags: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), os.fspath(old), None, os.fspath(new))
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def rename_noreplace(old: Path, new: Path, what: str) -> None:
     """Move ``old`` to ``new``; fail with AlreadyExists if ``new`` is there, atomically."""
     try:
-        _renameat2(old, new, RENAME_NOREPLACE)
+        libc.renameat2(old, new, libc.RENAME_NOREPLACE)
     except OSError as err:
         if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
             raise AlreadyExists(f"{what} already exists") from None
@@ -40,7 +28,7 @@ def rename_noreplace(old: Path, new: Path, what: str) -> None:
 def exchange(a: Path, b: Path) -> None:
     """Swap two paths atomically (renameat2 RENAME_EXCHANGE)."""
     try:
-        _renameat2(a, b, RENAME_EXCHANGE)
+        libc.renameat2(a, b, libc.RENAME_EXCHANGE)
     except OSError as err:
         raise from_oserror(err, f"exchange {a} and {b}") from None
 

@@ -7,15 +7,15 @@ host are kept (no hooks, no mounts), and includes must name LXC's shipped config
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import tarfile
 from pathlib import Path
 
 from lxcow.errors import BadData
+from lxcow.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TEMPLATE_DIR = "/usr/share/lxc/config"
 SAFE_KEYS = {

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import logging
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from lxcow import btrfs, busybox, names
+from lxcow import btrfs, names
 from lxcow.errors import BadData, NotFound, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
+from lxcow.log import get as get_logger
 from lxcow.pool import Pool
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 Progress = Callable[[int, int], None]
 LXC_TEMPLATE_CONFIG = "/usr/share/lxc/config"
@@ -121,6 +123,8 @@ def lxc_config(pool: Pool, fp: str) -> str:
 
 def tree_digest(root: Path) -> str:
     """SHA-256 over a tree's names, types, owners, modes, link targets and file contents."""
+    import hashlib
+
     h = hashlib.sha256(b"lxcow-tree-1\0")
 
     def walk(path: Path, rel: str) -> None:
@@ -172,6 +176,8 @@ def _install(pool: Pool, scratch: Path, fp: str, meta: dict[str, Any], lxc_conf:
 
 
 def build_busybox(pool: Pool, alias: str | None = None) -> Image:
+    from lxcow import busybox
+
     if alias:
         names.check_alias(alias)
     binary = busybox.find_static_busybox()
@@ -242,6 +248,8 @@ def _pool_free(pool: Pool) -> tuple[int, int, int]:
 
 def _file_digest(files: list[Path]) -> str:
     """LXD's fingerprint of a split image: SHA-256 of the metadata then the rootfs file."""
+    import hashlib
+
     h = hashlib.sha256()
     for p in files:
         with open(p, "rb") as f:

@@ -9,15 +9,18 @@ exception here, with the last error lines of the container's log where there are
 from __future__ import annotations
 
 import enum
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lxcow.errors import NotFound, SystemFailure, UsageError
+from lxcow.log import get as get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 LOG_NAME = "lxc.log"
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from lxcow.errors import Busy, from_oserror
+from lxcow.log import get as get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 

@@ -6,7 +6,10 @@ import dataclasses
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMATS = ("table", "json", "yaml", "csv")
 

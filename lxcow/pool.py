@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +32,10 @@ from lxcow.errors import (
     from_oserror,
 )
 from lxcow.fsutil import read_json, write_atomic, write_json
+from lxcow.log import get as get_logger
 from lxcow.run import run
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GIB = 1024**3
 MIN_DEFAULT_SIZE = 5 * GIB
@@ -103,18 +102,16 @@ class Pool:
         raises, or the caller never renamed it, the directory and every subvolume in it are
         removed.
         """
-        with locks.hold(self.locks / "tmp", "temporary area"):
-            path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
-            fd = locks.try_hold(path)
-        assert fd is not None
-        try:
+        import tempfile
+
+        with contextlib.ExitStack() as cleanup:
+            with _signals_held(), locks.hold(self.locks / "tmp", "temporary area"):
+                path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
+                fd = locks.try_hold(path)
+                assert fd is not None
+                cleanup.callback(os.close, fd)
+                cleanup.callback(_remove_if_there, path)
             yield path
-        finally:
-            try:
-                if os.path.lexists(path):
-                    btrfs.remove_tree(path)
-            finally:
-                os.close(fd)
 
     @contextlib.contextmanager
     def discard(self, path: Path, label: str) -> Iterator[Path]:
@@ -123,21 +120,21 @@ class Pool:
         Once moved it is gone from every listing; if the command dies before the removal
         finishes, the next command removes the rest.
         """
-        with locks.hold(self.locks / "tmp", "temporary area"):
-            target = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
-            fd = locks.try_hold(target)
-            assert fd is not None
-            try:
-                os.rename(path, target / "object")
-            except OSError as err:
-                os.rmdir(target)
-                os.close(fd)
-                raise from_oserror(err, f"remove {path}") from None
-        try:
+        import tempfile
+
+        with contextlib.ExitStack() as cleanup:
+            with _signals_held(), locks.hold(self.locks / "tmp", "temporary area"):
+                target = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
+                fd = locks.try_hold(target)
+                assert fd is not None
+                cleanup.callback(os.close, fd)
+                try:
+                    os.rename(path, target / "object")
+                except OSError as err:
+                    os.rmdir(target)
+                    raise from_oserror(err, f"remove {path}") from None
             yield target
             btrfs.remove_tree(target)
-        finally:
-            os.close(fd)
 
     def clean_leftovers(self) -> list[str]:
         """Remove temporary objects left by killed commands; return their names."""
@@ -195,6 +192,28 @@ class Pool:
             intent["done_if_subvolume"] = os.fspath(done_if_subvolume[0])
             intent["parent_uuid"] = done_if_subvolume[1]
         write_json(scratch / INTENT, intent)
+
+
+def _remove_if_there(path: Path) -> None:
+    if os.path.lexists(path):
+        btrfs.remove_tree(path)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a temporary object and its cleanup are set up.
+
+    A signal that arrives meanwhile is delivered when the block ends, when the cleanup is in
+    place to run.
+    """
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # -- setting up and opening ---------------------------------------------------------------

@@ -14,13 +14,16 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from lxcow import btrfs, containers, lxcconfig, names, tarsafe
 from lxcow.errors import AlreadyExists, BadData, NotFound, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
 from lxcow.pool import Pool, usage
 from lxcow.run import run
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "lxcow-portable"
 VERSION = 1

@@ -8,17 +8,18 @@ for; the shell-quoted command line is logged at debug level; a failure becomes a
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shlex
-import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
-from typing import IO
 
 from lxcow.errors import CommandFailed, NotFound
+from lxcow.log import get as get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from subprocess import CompletedProcess
+    from typing import IO
+
+log = get_logger(__name__)
 
 CLEAN_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -27,6 +28,8 @@ CLEAN_ENV = {
 
 
 def _quote(argv: Sequence[str | os.PathLike[str]]) -> str:
+    import shlex
+
     return " ".join(shlex.quote(os.fspath(a)) for a in argv)
 
 
@@ -46,8 +49,10 @@ def run(
     *,
     check: bool = True,
     input: bytes | None = None,
-) -> subprocess.CompletedProcess[str]:
+) -> CompletedProcess[str]:
     """Run a command to completion and capture its output as text."""
+    import subprocess
+
     args = [os.fspath(a) for a in argv]
     log.debug("run: %s", _quote(args))
     try:
@@ -76,6 +81,9 @@ def reading(
     On leaving the block the command is waited for; a non-zero exit (or an early exit of the
     block by exception) makes it fail.  The process is killed if the block raises.
     """
+    import subprocess
+    import tempfile
+
     args = [os.fspath(a) for a in argv]
     log.debug("run: %s |", _quote(args))
     # stderr goes to a file so that a chatty command can never block on a full pipe.
@@ -111,6 +119,9 @@ def writing(argv: Sequence[str | os.PathLike[str]]) -> Iterator[IO[bytes]]:
 
     A non-zero exit raises CommandFailed; if the block raises, the command is killed.
     """
+    import subprocess
+    import tempfile
+
     args = [os.fspath(a) for a in argv]
     log.debug("run: | %s", _quote(args))
     with tempfile.TemporaryFile() as errfile:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import logging
 import os
 from pathlib import Path
 
@@ -21,9 +20,10 @@ from lxcow import btrfs, containers, liblxc, lxcconfig, names
 from lxcow.errors import AlreadyExists, NotFound, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
 from lxcow.liblxc import State
+from lxcow.log import get as get_logger
 from lxcow.pool import Pool
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 META = "lxcow.json"
 

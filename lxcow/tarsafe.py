@@ -18,9 +18,12 @@ import posixpath
 import stat
 import tarfile
 from pathlib import Path
-from typing import IO
 
 from lxcow.errors import BadData, from_oserror
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
+if TYPE_CHECKING:
+    from typing import IO
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lxcow
-from lxcow import cli
+from lxcow import cli, commands
 from lxcow.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,21 +30,21 @@ def exits(*argv: str) -> int:
 def test_create_takes_an_image_and_several_names() -> None:
     a = parse("create", "busybox", "a", "b", "c")
 
-    assert (a.func, a.image, a.names, a.network) == (cli.cmd_create, "busybox", ["a", "b", "c"],
-                                                     None)
+    assert (a.func, a.image, a.names, a.network) == (
+        commands.cmd_create, "busybox", ["a", "b", "c"], None)
 
 
 def test_launch_with_a_network() -> None:
     a = parse("launch", "debian", "web1", "--network", "bridge=br0,ipv4=10.0.3.5/24")
 
-    assert a.func is cli.cmd_launch
+    assert a.func is commands.cmd_launch
     assert a.network == "bridge=br0,ipv4=10.0.3.5/24"
 
 
 def test_exec_keeps_the_command_after_the_double_dash() -> None:
     a = parse("exec", "web1", "--", "sh", "-c", "x")
 
-    assert (a.func, a.name, a.env) == (cli.cmd_exec, "web1", [])
+    assert (a.func, a.name, a.env) == (commands.cmd_exec, "web1", [])
     assert a.command[-3:] == ["sh", "-c", "x"]
     assert a.command in (["sh", "-c", "x"], ["--", "sh", "-c", "x"])
 
@@ -63,7 +63,7 @@ def test_exec_env_before_the_name() -> None:
 def test_list_format_json() -> None:
     a = parse("list", "--format", "json")
 
-    assert (a.func, a.format) == (cli.cmd_list, "json")
+    assert (a.func, a.format) == (commands.cmd_list, "json")
 
 
 @pytest.mark.parametrize("argv", [["list"], ["image", "list"], ["pool", "info"],
@@ -75,20 +75,20 @@ def test_format_defaults_to_table(argv: list[str]) -> None:
 def test_stop_force_and_timeout() -> None:
     a = parse("stop", "--force", "--timeout", "5", "a")
 
-    assert (a.func, a.force, a.timeout, a.names) == (cli.cmd_stop, True, 5, ["a"])
+    assert (a.func, a.force, a.timeout, a.names) == (commands.cmd_stop, True, 5, ["a"])
 
 
 def test_stop_defaults() -> None:
     a = parse("restart", "a", "b")
 
-    assert (a.func, a.force, a.timeout, a.names) == (cli.cmd_restart, False, 30, ["a", "b"])
+    assert (a.func, a.force, a.timeout, a.names) == (commands.cmd_restart, False, 30, ["a", "b"])
 
 
 def test_global_options() -> None:
     a = parse("--state-dir", "/srv/lxcow", "-v", "--lock-timeout", "2.5", "start", "web1")
 
     assert (a.state_dir, a.debug, a.lock_timeout) == ("/srv/lxcow", True, 2.5)
-    assert (a.func, a.names) == (cli.cmd_start, ["web1"])
+    assert (a.func, a.names) == (commands.cmd_start, ["web1"])
 
 
 def test_global_defaults() -> None:
@@ -100,27 +100,27 @@ def test_global_defaults() -> None:
 def test_image_import() -> None:
     a = parse("image", "import", "rootfs.tar.xz", "--meta", "meta.tar.xz", "--alias", "deb")
 
-    assert (a.func, a.rootfs, a.meta, a.alias) == (cli.cmd_image_import, "rootfs.tar.xz",
+    assert (a.func, a.rootfs, a.meta, a.alias) == (commands.cmd_image_import, "rootfs.tar.xz",
                                                    "meta.tar.xz", "deb")
 
 
 def test_image_alias_set() -> None:
     a = parse("image", "alias", "set", "deb", "0123abcd")
 
-    assert (a.func, a.alias, a.image) == (cli.cmd_alias_set, "deb", "0123abcd")
+    assert (a.func, a.alias, a.image) == (commands.cmd_alias_set, "deb", "0123abcd")
 
 
 def test_config_set() -> None:
     a = parse("config", "set", "web1", "limits.memory", "256MiB")
 
-    assert (a.func, a.name, a.key, a.value) == (cli.cmd_config_set, "web1", "limits.memory",
+    assert (a.func, a.name, a.key, a.value) == (commands.cmd_config_set, "web1", "limits.memory",
                                                 "256MiB")
 
 
 def test_init_options() -> None:
     a = parse("init", "--size", "10GiB", "--source", "/dev/vdb", "--force")
 
-    assert (a.func, a.size, a.source, a.force) == (cli.cmd_init, "10GiB", "/dev/vdb", True)
+    assert (a.func, a.size, a.source, a.force) == (commands.cmd_init, "10GiB", "/dev/vdb", True)
 
 
 @pytest.mark.parametrize("argv", [
@@ -170,7 +170,7 @@ def test_cmd_exec_passes_command_env_and_status_through() -> None:
     args = parse("exec", "--env", "A=1", "--env", "B=x=y", "--env", "C=", "web1", "--", "sh",
                  "-c", "exit 42")
 
-    assert cli.cmd_exec(api, args) == 42  # type: ignore[arg-type]
+    assert commands.cmd_exec(api, args) == 42  # type: ignore[arg-type]
     assert api.calls == [("web1", ["sh", "-c", "exit 42"], {"A": "1", "B": "x=y", "C": ""})]
 
 
@@ -183,7 +183,7 @@ def test_cmd_exec_passes_command_env_and_status_through() -> None:
 def test_cmd_exec_takes_env_before_or_after_the_name(argv: list[str]) -> None:
     api = RecordingApi(status=0)
 
-    cli.cmd_exec(api, parse("exec", *argv))  # type: ignore[arg-type]
+    commands.cmd_exec(api, parse("exec", *argv))  # type: ignore[arg-type]
 
     assert api.calls == [("web1", ["env"], {"A": "1"})]
 
@@ -192,13 +192,13 @@ def test_cmd_exec_refuses_env_without_a_value() -> None:
     args = parse("exec", "web1", "--env")
 
     with pytest.raises(UsageError, match="--env"):
-        cli.cmd_exec(RecordingApi(status=0), args)  # type: ignore[arg-type]
+        commands.cmd_exec(RecordingApi(status=0), args)  # type: ignore[arg-type]
 
 
 def test_cmd_exec_runs_everything_after_the_double_dash() -> None:
     api = RecordingApi(status=0)
 
-    cli.cmd_exec(api, parse("exec", "web1", "--", "--env", "A=1"))  # type: ignore[arg-type]
+    commands.cmd_exec(api, parse("exec", "web1", "--", "--env", "A=1"))  # type: ignore[arg-type]
 
     assert api.calls == [("web1", ["--env", "A=1"], {})]
 
@@ -207,7 +207,7 @@ def test_cmd_exec_drops_one_leading_double_dash() -> None:
     api = RecordingApi(status=0)
     args = argparse.Namespace(name="web1", env=[], command=["--", "--", "x"])
 
-    cli.cmd_exec(api, args)  # type: ignore[arg-type]
+    commands.cmd_exec(api, args)  # type: ignore[arg-type]
 
     assert api.calls == [("web1", ["--", "x"], {})]
 
@@ -218,7 +218,7 @@ def test_cmd_exec_refuses_bad_env(item: str) -> None:
     args = argparse.Namespace(name="web1", env=[item], command=["true"])
 
     with pytest.raises(UsageError, match="invalid --env") as err:
-        cli.cmd_exec(api, args)  # type: ignore[arg-type]
+        commands.cmd_exec(api, args)  # type: ignore[arg-type]
 
     assert err.value.exit_code == 2
     assert api.calls == []
