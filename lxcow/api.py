@@ -206,7 +206,7 @@ class Lxcow:
     def export(self, name: str, path: str | os.PathLike[str], *, instance_only: bool = False,
                base: str | os.PathLike[str] | None = None, compression: str = "zstd",
                portable: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> BackupInfo | None:
+               progress: Callable[[int, int, str], None] | None = None) -> BackupInfo | None:
         """Write a backup of a container; a portable one returns None."""
         from lxcow import backups
         from lxcow import portable as portable_backup
@@ -224,7 +224,7 @@ class Lxcow:
 
     def import_backups(self, paths: Sequence[str | os.PathLike[str]], *,
                        name: str | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> Container:
+                       progress: Callable[[int, int, str], None] | None = None) -> Container:
         """Import a full backup, an incremental one, a chain of them, or a portable one."""
         from lxcow import backups
 
@@ -232,7 +232,7 @@ class Lxcow:
         return self.info(made)
 
     def backup_verify(self, paths: Sequence[str | os.PathLike[str]],
-                      progress: Callable[[int, int], None] | None = None
+                      progress: Callable[[int, int, str], None] | None = None
                       ) -> builtins.list[BackupInfo]:
         from lxcow import backups
 

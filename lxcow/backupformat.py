@@ -38,7 +38,8 @@ TRAILER = f"{PREFIX}/trailer.json"
 CHUNK = 8 << 20
 COMPRESSIONS = ("zstd", "none")
 
-Progress = Callable[[int, int], None]
+# Called with the bytes done, the total (0 when unknown) and a note such as "stream 2/5".
+Progress = Callable[[int, int, str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Writer:
         self._add(HEADER, data)
 
     def stream(self, index: int, source: IO[bytes], progress: Progress | None = None,
-               done_before: int = 0) -> StreamDigest:
+               done_before: int = 0, note: str = "") -> StreamDigest:
         """Copy one send stream into the backup, chunk by chunk, as it is produced."""
         h = hashlib.sha256()
         total = 0
@@ -102,7 +103,7 @@ class Writer:
             self._add(chunk_name(index, chunk, self.compression), payload)
             chunk += 1
             if progress:
-                progress(done_before + total, 0)
+                progress(done_before + total, 0, note)
         digest = StreamDigest(index, h.hexdigest(), total, chunk)
         self.digests.append(digest)
         return digest

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int, str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +117,9 @@ def export(pool: Pool, name: str, path: Path, *, instance_only: bool = False,
                 writer.header(header)
                 done = 0
                 for s, (sub, parent) in zip(header["streams"], streams, strict=True):
+                    note = f"stream {s['index'] + 1}/{len(streams)}"
                     with btrfs.send(sub, parent) as stream:
-                        done += writer.stream(s["index"], stream, progress, done).bytes
+                        done += writer.stream(s["index"], stream, progress, done, note).bytes
                 writer.trailer(header["id"])
                 f.flush()
                 os.fsync(f.fileno())
@@ -398,7 +399,7 @@ def _receive_all(pool: Pool, path: Path, header: dict[str, Any],
                         stdin.write(chunk)
                         done += len(chunk)
                         if progress:
-                            progress(done, 0)
+                            progress(done, 0, f"stream {index + 1}/{len(header['streams'])}")
             except CommandFailed as err:
                 if "No space left" in err.stderr:
                     raise NoSpace("no space left on the pool",
@@ -519,6 +520,7 @@ def verify(paths: list[Path], progress: Progress | None = None) -> list[BackupIn
     """Check headers, checksums and that every stream parses; check the chain's links."""
     result = []
     known_snapshots: set[str] = set()
+    done = 0
     for path in paths:
         if not path.is_file():
             raise NotFound(f"backup file {path} not found")
@@ -529,6 +531,9 @@ def verify(paths: list[Path], progress: Progress | None = None) -> list[BackupIn
                     with btrfs.dump() as stdin:
                         for chunk in chunks:
                             stdin.write(chunk)
+                            done += len(chunk)
+                            if progress:
+                                progress(done, 0, f"{path.name}, stream {index + 1}")
                 except CommandFailed as err:
                     raise BadData(f"{path}: stream {index} does not parse: "
                                   f"{err.message.rsplit(': ', 1)[-1]}") from None

@@ -29,7 +29,7 @@ FORMAT = "lxcow-portable"
 VERSION = 1
 META = "lxcow-portable.json"
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int, str], None]
 
 
 def export(pool: Pool, name: str, path: Path, *, compression: str = "zstd") -> None:
@@ -85,7 +85,11 @@ def import_tarball(pool: Pool, path: Path, new_name: str | None,
         c.mkdir()
         btrfs.create(c / "rootfs")
         _, _, free = usage(pool)
-        with open_decompressed(os.fspath(path), progress=progress) as (stream, _):
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress(done, total, "")
+
+        with open_decompressed(os.fspath(path), progress=report) as (stream, _):
             tarsafe.extract(stream, c / "rootfs", limit=free, strip_prefix="rootfs")
         config = lxcconfig.retarget(str(meta["config"]), name, final,
                                     new_macs=name != meta.get("name"))

@@ -16,7 +16,7 @@ class TerminalProgress:
         self._last = 0.0
         self._shown = False
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, note: str = "") -> None:
         now = time.monotonic()
         if not self.enabled or (now - self._last < 0.1 and done < total):
             return
@@ -24,7 +24,8 @@ class TerminalProgress:
         rate = done / max(now - self._start, 1e-6)
         amount = (f"{100 * done / total:5.1f}% {format_size(done)} of {format_size(total)}"
                   if total else format_size(done))
-        sys.stderr.write(f"\r{self.label}: {amount}, {format_size(int(rate))}/s\x1b[K")
+        note = f" ({note})" if note else ""
+        sys.stderr.write(f"\r{self.label}: {amount}, {format_size(int(rate))}/s{note}\x1b[K")
         sys.stderr.flush()
         self._shown = True
 
