@@ -184,6 +184,20 @@ def name() -> str:
     return "t-" + uuid.uuid4().hex[:10]
 
 
+def assert_whole(host: Host, name: str) -> None:
+    """A container that is all there: config naming its rootfs, a writable rootfs subvolume
+    with the image's files, and lxcow's metadata."""
+    import btrfsutil
+
+    d = host.lxcpath / name
+    assert (d / "config").is_file()
+    assert f"lxc.rootfs.path = btrfs:{d / 'rootfs'}" in (d / "config").read_text()
+    assert btrfsutil.is_subvolume(d / "rootfs")
+    assert not btrfsutil.get_subvolume_read_only(d / "rootfs")
+    assert (d / "rootfs" / "bin" / "busybox").is_file()
+    assert json.loads((d / "lxcow.json").read_text())["created"]
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.002):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from pathlib import Path
 import btrfsutil
 import pytest
 
-from tests.conftest import Host, kill_when, wait_for
+from tests.conftest import Host, assert_whole, kill_when, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,6 @@ def _state(host: Host, name: str) -> str:
 def _image_fp(host: Host) -> str:
     return str(json.loads(host.run("image", "info", "busybox", "--format", "json").stdout)
                ["fingerprint"])
-
-
-def _assert_whole(host: Host, name: str) -> None:
-    d = host.lxcpath / name
-    assert (d / "config").is_file()
-    assert btrfsutil.is_subvolume(d / "rootfs")
-    assert not btrfsutil.get_subvolume_read_only(d / "rootfs")
-    assert (d / "rootfs" / "bin" / "busybox").is_file()
-    assert json.loads((d / "lxcow.json").read_text())["created"]
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ def bridge() -> Iterator[str]:
 def test_create_is_a_writable_snapshot_of_the_image(shared_host: Host, name: str) -> None:
     host = shared_host
     host.run("create", "busybox", name)
-    _assert_whole(host, name)
+    assert_whole(host, name)
     image_root = host.pool / "images" / _image_fp(host) / "rootfs"
     child = btrfsutil.subvolume_info(host.lxcpath / name / "rootfs")
     assert child.parent_uuid == btrfsutil.subvolume_info(image_root).uuid
@@ -249,7 +240,7 @@ def test_copy_gets_its_own_hostname_and_mac(shared_host: Host, name: str, bridge
     clone = name + "-c"
     host.run("create", "busybox", name, "--network", f"bridge={bridge}")
     host.run("copy", name, clone)
-    _assert_whole(host, clone)
+    assert_whole(host, clone)
     src_cfg = (host.lxcpath / name / "config").read_text()
     dst_cfg = (host.lxcpath / clone / "config").read_text()
 
@@ -301,7 +292,7 @@ def test_rename_moves_config_and_rootfs(shared_host: Host, name: str) -> None:
     host.run("create", "busybox", name)
     host.run("rename", name, new)
     assert name not in host.names()
-    _assert_whole(host, new)
+    assert_whole(host, new)
     cfg = (host.lxcpath / new / "config").read_text()
     assert f"lxc.uts.name = {new}" in cfg and f"/{name}/" not in cfg
     host.run("start", new)
@@ -431,7 +422,7 @@ def test_concurrent_creates_of_one_name_never_interleave(shared_host: Host, name
     procs = [host.spawn("create", "busybox", name) for _ in range(4)]
     codes = sorted(p.wait(timeout=60) for p in procs)
     assert codes == [0, 4, 4, 4]
-    _assert_whole(host, name)
+    assert_whole(host, name)
     assert host.leftovers() == []
     host.run("delete", name)
 
@@ -439,7 +430,7 @@ def test_concurrent_creates_of_one_name_never_interleave(shared_host: Host, name
 def _whole_or_absent(host: Host, names: list[str]) -> list[str]:
     present = [n for n in names if (host.lxcpath / n).exists()]
     for n in present:
-        _assert_whole(host, n)
+        assert_whole(host, n)
     return present
 
 

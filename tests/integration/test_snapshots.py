@@ -13,7 +13,7 @@ from pathlib import Path
 import btrfsutil
 import pytest
 
-from tests.conftest import Host, kill_when
+from tests.conftest import Host, assert_whole, kill_when
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,6 @@ def _tree(root: Path) -> dict[str, str]:
 
 def _state(host: Host, name: str) -> str:
     return str(json.loads(host.run("info", name, "--format", "json").stdout)["state"])
-
-
-def _assert_whole(host: Host, name: str) -> None:
-    d = host.lxcpath / name
-    assert (d / "config").is_file()
-    assert btrfsutil.is_subvolume(d / "rootfs")
-    assert not btrfsutil.get_subvolume_read_only(d / "rootfs")
-    assert (d / "rootfs" / "bin" / "busybox").is_file()
-    assert f"lxc.rootfs.path = btrfs:{d / 'rootfs'}" in (d / "config").read_text()
 
 
 def test_snapshots_are_read_only_named_and_listed(shared_host: Host, name: str) -> None:
@@ -198,7 +189,7 @@ def test_lxc_snapshot_sees_ours_and_we_see_theirs(shared_host: Host, name: str) 
     assert (host.lxcpath / (name + "-r") / "rootfs" / "bin" / "busybox").is_file()
     host.lxc("lxc-snapshot", "-n", name, "-d", "ours")
     assert _snaps(host, name) == []
-    _assert_whole(host, name)
+    assert_whole(host, name)
     host.run("delete", name)
     host.lxc("lxc-destroy", "-n", name + "-r")
 
@@ -241,7 +232,7 @@ def test_kill_during_snapshot_create(host: Host) -> None:
             snap = host.lxcpath / "k" / "snaps" / "s" / "rootfs"
             assert all(btrfsutil.is_subvolume(snap / f"n{i}") for i in range(150))
             host.run("snapshot", "delete", "k", "s")
-        _assert_whole(host, "k")
+        assert_whole(host, "k")
     with btrfsutil.SubvolumeIterator(host.pool) as it:
         assert len([p for p, _ in it if p.startswith("containers/k/rootfs/n")]) == 150
         assert not [p for p, _ in it if ".lxcow" in p]
@@ -262,7 +253,7 @@ def test_kill_during_restore_leaves_old_or_restored_container(host: Host) -> Non
         kill_when(proc, lambda d=delay: bool(host.leftovers()) and time.sleep(d) is None)
         host.run("list")
         assert host.leftovers() == []
-        _assert_whole(host, "r")
+        assert_whole(host, "r")
         content = (host.lxcpath / "r" / "rootfs" / "root" / "state").read_text()
         config = (host.lxcpath / "r" / "config").read_text()
         assert content in ("old\n", "new\n")
