@@ -11,7 +11,7 @@ Members, in this order (documented in docs/backup-format.md)::
 Streams are written as ``btrfs send`` produces them, one chunk at a time, so no stream is
 ever spooled to disk; that is why the checksums come in a trailer.  A file without its
 trailer is not a backup.  Each compressed chunk is a complete zstd frame, so
-``tar -xOf FILE 'lxcow-backup/streams/0000/*' | zstd -dc | btrfs receive DIR`` works.
+``tar -xOf FILE lxcow-backup/streams/0000 | zstd -dc | btrfs receive DIR`` works.
 """
 
 from __future__ import annotations
@@ -108,6 +108,13 @@ class Writer:
         self.digests.append(digest)
         return digest
 
+    def abandon(self) -> None:
+        """Give up on a backup being written: write nothing more, not even the tar's end."""
+        self._tar.closed = True  # type: ignore[attr-defined]
+        stream = self._tar.fileobj
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True
+
     def trailer(self, backup_id: str) -> None:
         data = json.dumps({
             "format": FORMAT, "version": VERSION, "id": backup_id,
@@ -173,10 +180,13 @@ class Reader:
             self._decompressor = zstandard.ZstdDecompressor()
 
     def _read(self, member: tarfile.TarInfo) -> bytes:
-        f = self._tar.extractfile(member)
-        if f is None:
-            raise BadData(f"{self.where}: {member.name} is not a file")
-        data = f.read()
+        try:
+            f = self._tar.extractfile(member)
+            if f is None:
+                raise BadData(f"{self.where}: {member.name} is not a file")
+            data = f.read()
+        except (tarfile.TarError, EOFError) as err:
+            raise BadData(f"{self.where} is truncated or damaged: {err}") from None
         if len(data) != member.size:
             raise BadData(f"{self.where} is truncated")
         return data

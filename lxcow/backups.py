@@ -114,13 +114,18 @@ def export(pool: Pool, name: str, path: Path, *, instance_only: bool = False,
         try:
             with open(tmp, "xb") as f:
                 writer = backupformat.Writer(f, compression)
-                writer.header(header)
-                done = 0
-                for s, (sub, parent) in zip(header["streams"], streams, strict=True):
-                    note = f"stream {s['index'] + 1}/{len(streams)}"
-                    with btrfs.send(sub, parent) as stream:
-                        done += writer.stream(s["index"], stream, progress, done, note).bytes
-                writer.trailer(header["id"])
+                try:
+                    writer.header(header)
+                    done = 0
+                    for s, (sub, parent) in zip(header["streams"], streams, strict=True):
+                        note = f"stream {s['index'] + 1}/{len(streams)}"
+                        with btrfs.send(sub, parent) as stream:
+                            done += writer.stream(s["index"], stream, progress, done,
+                                                  note).bytes
+                    writer.trailer(header["id"])
+                except BaseException:
+                    writer.abandon()
+                    raise
                 f.flush()
                 os.fsync(f.fileno())
             rename_noreplace(tmp, path, f"{path}")
@@ -276,19 +281,29 @@ def import_files(pool: Pool, paths: list[Path], new_name: str | None = None,
         if len(paths) != 1:
             raise UsageError("a portable tarball is imported on its own")
         return portable.import_tarball(pool, paths[0], new_name, progress)
-    name = new_name
+    headers = []
     for p in paths:
         header, trailer = backupformat.summary(os.fspath(p))
         if trailer is None:
             raise BadData(f"{p} is incomplete: it has no trailer",
                           hint="the export that wrote it did not finish")
-        name = name or header["container"]["name"]
-        if header.get("base"):
-            _apply_incremental(pool, p, name, progress)
-        else:
-            _import_full(pool, p, name, header, progress)
-    assert name is not None
-    return name
+        headers.append(header)
+    name = new_name or headers[0]["container"]["name"]
+    made = False
+    try:
+        for p, header in zip(paths, headers, strict=True):
+            if header.get("base"):
+                _apply_incremental(pool, p, name, progress)
+            else:
+                _import_full(pool, p, name, header, progress)
+                made = True
+    except BaseException:
+        # A chain that starts with a full backup is all or nothing.
+        if made:
+            with contextlib.suppress(Exception):
+                containers.delete(pool, name, force=True)
+        raise
+    return str(name)
 
 
 def _kind(path: Path) -> str:
@@ -390,9 +405,7 @@ def _receive_all(pool: Pool, path: Path, header: dict[str, Any],
                 current.close()
             current = tree
             directory = tree.directory_for(stream)
-            if os.path.lexists(directory / _stream_name(stream)):
-                raise BadData(f"{path}: stream {index} would overwrite "
-                              f"{directory / _stream_name(stream)}")
+            _clear_placeholder(path, index, directory / _stream_name(stream))
             try:
                 with btrfs.receive(directory) as stdin:
                     for chunk in chunks:
@@ -410,6 +423,17 @@ def _receive_all(pool: Pool, path: Path, header: dict[str, Any],
             _check(path, stream, sub, known)
         if current is not None:
             current.close()
+
+
+def _clear_placeholder(path: Path, index: int, target: Path) -> None:
+    """Make room for a nested subvolume where a snapshot of its parent left an empty
+    directory in its place; anything else in the way means the file is not what it says."""
+    if not os.path.lexists(target):
+        return
+    try:
+        os.rmdir(target)
+    except OSError:
+        raise BadData(f"{path}: stream {index} would overwrite {target}") from None
 
 
 def _check(path: Path, stream: dict[str, Any], sub: Path, known: dict[str, set[str]]) -> None:
@@ -542,6 +566,16 @@ def verify(paths: list[Path], progress: Progress | None = None) -> list[BackupIn
         if base and known_snapshots and base["uuid"] not in known_snapshots:
             raise BadData(f"{path} does not build on the backups given before it")
         known_snapshots.update(s["uuid"] for s in header["snapshots"])
-        result.append(_info(os.fspath(path), header, trailer))
-    return result
+        result.append((_info(os.fspath(path), header, trailer), base, header["snapshots"]))
+    _check_order(result)
+    return [info for info, _, _ in result]
+
+
+def _check_order(found: list[tuple[BackupInfo, Any, list[dict[str, Any]]]]) -> None:
+    """A file that builds on a later one means the chain was given out of order."""
+    for i, (info, base, _) in enumerate(found):
+        for later, _, snaps in found[i + 1:]:
+            if base and any(s["uuid"] == base["uuid"] for s in snaps):
+                raise BadData(f"{info.file} builds on {later.file}, given after it",
+                              hint="give the chain in order, oldest first")
 
