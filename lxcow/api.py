@@ -102,6 +102,13 @@ class Lxcow:
         )
 
     def unmount(self) -> None:
+        """Unmount a loop or block pool; refused while containers run on it."""
+        from lxcow.errors import PreconditionFailed
+
+        running = [c.name for c in self.list() if c.state != "STOPPED"]
+        if running:
+            raise PreconditionFailed(f"containers are running on the pool: {', '.join(running)}",
+                                     hint="stop them first")
         pools.unmount(self.state_dir)
         self._pool = None
 

@@ -79,6 +79,11 @@ def cmd_pool_info(lx: Lxcow, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool_unmount(lx: Lxcow, a: argparse.Namespace) -> int:
+    lx.unmount()
+    return 0
+
+
 def cmd_image_build(lx: Lxcow, a: argparse.Namespace) -> int:
     image = lx.image_build_busybox(alias=a.alias)
     _print(image.fingerprint + "\n")

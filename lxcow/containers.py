@@ -49,10 +49,6 @@ def _dir(pool: Pool, name: str) -> Path:
     return pool.lxcpath / name
 
 
-def exists(pool: Pool, name: str) -> bool:
-    return (_dir(pool, name) / "config").is_file()
-
-
 def require(pool: Pool, name: str) -> Path:
     names.check_name(name)
     d = _dir(pool, name)
@@ -137,7 +133,7 @@ def _check_new_names(pool: Pool, new: Sequence[str]) -> None:
             raise AlreadyExists(f"container {name} already exists")
 
 
-def _write_files(scratch: Path, name: str, final: Path, config: str, meta: dict[str, str]) -> None:
+def _write_files(scratch: Path, name: str, config: str, meta: dict[str, str]) -> None:
     write_atomic(scratch / "config", config)
     write_json(scratch / META, meta)
     _set_hostname_file(scratch / "rootfs", name)
@@ -184,7 +180,7 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
                 with pool.scratch(f"create-{name}") as scratch:
                     btrfs.snapshot(pool.images / fp / "rootfs", scratch / "rootfs", readonly=False)
                     config = lxcconfig.render(name, final, image_conf, network)
-                    _write_files(scratch, name, final, config,
+                    _write_files(scratch, name, config,
                                  {"image": fp, "image_alias": alias, "created": _now()})
                     rename_noreplace(scratch, final, f"container {name}")
                 made.append(name)
@@ -225,7 +221,7 @@ def copy(pool: Pool, source: str, new: str) -> Container:
             except (FileNotFoundError, ValueError):
                 meta = {}
             meta.update({"created": _now(), "copied_from": source})
-            _write_files(scratch, new, final, config, meta)
+            _write_files(scratch, new, config, meta)
             rename_noreplace(scratch, final, f"container {new}")
     return info(pool, new)
 

@@ -18,7 +18,7 @@ from lxcow import btrfs, names
 from lxcow.errors import BadData, NotFound, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
 from lxcow.log import get as get_logger
-from lxcow.pool import Pool
+from lxcow.pool import Pool, usage
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def import_tarball(pool: Pool, rootfs_tarball: Path, meta_tarball: Path | None =
     with pool.scratch("image-import") as scratch:
         rootfs = scratch / "rootfs"
         btrfs.create(rootfs)
-        _, _, free = _pool_free(pool)
+        _, _, free = usage(pool)
         with open_decompressed(os.fspath(rootfs_tarball), progress=progress) as (stream, _):
             result = tarsafe.extract(stream, rootfs, limit=free,
                                      strip_prefix="rootfs" if unified else "")
@@ -238,12 +238,6 @@ def import_tarball(pool: Pool, rootfs_tarball: Path, meta_tarball: Path | None =
         }
         conf = meta_info.lxc_config if meta_info else ""
         return _install(pool, scratch, fp, meta, conf, alias)
-
-
-def _pool_free(pool: Pool) -> tuple[int, int, int]:
-    from lxcow.pool import usage
-
-    return usage(pool)
 
 
 def _file_digest(files: list[Path]) -> str:

@@ -99,6 +99,8 @@ def _init(p: argparse.ArgumentParser) -> None:
 def _pool(p: argparse.ArgumentParser) -> None:
     _group(p, "pool_command", [
         ("info", commands.cmd_pool_info, "show the pool's source, space and versions", _format),
+        ("unmount", commands.cmd_pool_unmount,
+         "unmount the pool (the next command mounts it again)", lambda q: None),
     ])
 
 

@@ -80,9 +80,15 @@ def test_bad_size_is_a_usage_error_and_changes_nothing() -> None:
 def test_pool_is_mounted_again_after_a_reboot() -> None:
     with new_host("1GiB") as host:
         host.run("image", "build", "busybox", "--alias", "busybox")
-        host.run("create", "busybox", "c1")
-        subprocess.run(["umount", str(host.pool)], check=True)
+        host.run("launch", "busybox", "c1")
+        line = host.fails(6, "pool", "unmount")
+        assert "c1" in line
+        host.run("stop", "--force", "c1")
+        host.run("pool", "unmount")
         assert not _mounted(host.pool)
+        loops = subprocess.run(["losetup", "-j", str(host.state_dir / "disks" / "default.img")],
+                               capture_output=True, text=True, check=True).stdout
+        assert loops == "", "the loop device goes with the mount"
         out = host.run("list", "--format", "json").stdout
         assert [c["name"] for c in json.loads(out)] == ["c1"]
         assert _mounted(host.pool)
