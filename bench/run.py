@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import backup
 import fleet
 import lxd as lxd_peer
 import ops
@@ -54,13 +55,17 @@ class Settings:
     scale_levels: tuple[int, ...]
     scale_reps: int
     space_count: int
+    backup_reps: int
+    backup_mib: int
     pool_gib: int = 4
 
 
 FULL = Settings(reps=20, startup_reps=30, fleet_count=100, fleet_reps=4,
-                scale_levels=(0, 10, 100, 1000), scale_reps=7, space_count=100)
+                scale_levels=(0, 10, 100, 1000), scale_reps=7, space_count=100,
+                backup_reps=5, backup_mib=200)
 QUICK = Settings(reps=4, startup_reps=6, fleet_count=100, fleet_reps=1,
-                 scale_levels=(0, 10, 100, 1000), scale_reps=2, space_count=100)
+                 scale_levels=(0, 10, 100, 1000), scale_reps=2, space_count=100,
+                 backup_reps=2, backup_mib=64)
 
 Section = Callable[[BenchPool, Settings, lxd_peer.Lxd | None], list[Table]]
 
@@ -86,6 +91,8 @@ def _sections() -> dict[str, Section]:
     sections["scale-snapshots"] = lambda pool, s, lxd: scale.run_snapshot_scale(
         pool, s.scale_levels, s.scale_reps)
     sections["space"] = lambda pool, s, lxd: space.run_space(pool, s.space_count)
+    sections["backup"] = lambda pool, s, lxd: backup.run_backup(pool, s.backup_reps,
+                                                                s.backup_mib)
     return sections
 
 

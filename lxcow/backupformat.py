@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import tarfile
 import time
@@ -64,13 +63,17 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
 
 
 class Writer:
-    """Writes a backup to an open binary file, member by member, never seeking."""
+    """Writes a backup to an open binary file, member by member, never seeking.
+
+    Each member is a pax header from tarfile followed by the data and its padding, written
+    straight to the file: tarfile's own stream writer copies every byte through a buffer.
+    """
 
     def __init__(self, f: IO[bytes], compression: str) -> None:
         if compression not in COMPRESSIONS:
             raise BadData(f"unknown compression {compression}")
         self.compression = compression
-        self._tar = tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT)
+        self._f = f
         self._compressor: Any = None
         if compression == "zstd":
             import zstandard
@@ -80,7 +83,10 @@ class Writer:
         self.digests: list[StreamDigest] = []
 
     def _add(self, name: str, data: bytes) -> None:
-        self._tar.addfile(_member(name, len(data)), io.BytesIO(data))
+        header = _member(name, len(data)).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self._f.write(header)
+        self._f.write(data)
+        self._f.write(bytes(-len(data) % tarfile.BLOCKSIZE))
 
     def header(self, header: dict[str, Any]) -> None:
         data = json.dumps(header, indent=2, sort_keys=True).encode()
@@ -108,13 +114,6 @@ class Writer:
         self.digests.append(digest)
         return digest
 
-    def abandon(self) -> None:
-        """Give up on a backup being written: write nothing more, not even the tar's end."""
-        self._tar.closed = True  # type: ignore[attr-defined]
-        stream = self._tar.fileobj
-        if stream is not None and hasattr(stream, "closed"):
-            stream.closed = True
-
     def trailer(self, backup_id: str) -> None:
         data = json.dumps({
             "format": FORMAT, "version": VERSION, "id": backup_id,
@@ -122,7 +121,8 @@ class Writer:
             "streams": [dataclasses.asdict(d) for d in self.digests],
         }, indent=2, sort_keys=True).encode()
         self._add(TRAILER, data)
-        self._tar.close()
+        # The end of a tar archive: two zero blocks, padded to tar's record size.
+        self._f.write(bytes(tarfile.RECORDSIZE))
 
 
 def _read_full(f: IO[bytes], size: int) -> bytes:

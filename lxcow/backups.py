@@ -27,7 +27,14 @@ from lxcow.errors import (
     PreconditionFailed,
     UsageError,
 )
-from lxcow.fsutil import exchange, read_json, rename_noreplace, write_atomic, write_json
+from lxcow.fsutil import (
+    exchange,
+    read_json,
+    rename_noreplace,
+    write_atomic,
+    write_new,
+    write_new_json,
+)
 from lxcow.log import get as get_logger
 from lxcow.pool import Pool
 
@@ -114,18 +121,13 @@ def export(pool: Pool, name: str, path: Path, *, instance_only: bool = False,
         try:
             with open(tmp, "xb") as f:
                 writer = backupformat.Writer(f, compression)
-                try:
-                    writer.header(header)
-                    done = 0
-                    for s, (sub, parent) in zip(header["streams"], streams, strict=True):
-                        note = f"stream {s['index'] + 1}/{len(streams)}"
-                        with btrfs.send(sub, parent) as stream:
-                            done += writer.stream(s["index"], stream, progress, done,
-                                                  note).bytes
-                    writer.trailer(header["id"])
-                except BaseException:
-                    writer.abandon()
-                    raise
+                writer.header(header)
+                done = 0
+                for s, (sub, parent) in zip(header["streams"], streams, strict=True):
+                    note = f"stream {s['index'] + 1}/{len(streams)}"
+                    with btrfs.send(sub, parent) as stream:
+                        done += writer.stream(s["index"], stream, progress, done, note).bytes
+                writer.trailer(header["id"])
                 f.flush()
                 os.fsync(f.fileno())
             rename_noreplace(tmp, path, f"{path}")
@@ -450,13 +452,13 @@ def _check(path: Path, stream: dict[str, Any], sub: Path, known: dict[str, set[s
 
 def _snapshot_files(snap_dir: Path, snap: dict[str, Any], final: Path) -> None:
     cfg = lxcconfig.retarget(snap["config"], final.name, final, new_macs=False)
-    write_atomic(snap_dir / "config",
-                 snapshots.snapshot_config(cfg, final / "snaps" / snap["name"]))
+    write_new(snap_dir / "config",
+              snapshots.snapshot_config(cfg, final / "snaps" / snap["name"]))
     created = datetime.datetime.fromisoformat(snap["created"]).astimezone()
-    write_atomic(snap_dir / "ts", created.strftime("%Y:%m:%d %H:%M:%S") + "\n")
+    write_new(snap_dir / "ts", created.strftime("%Y:%m:%d %H:%M:%S") + "\n")
     if snap.get("comment"):
-        write_atomic(snap_dir / "comment", snap["comment"] + "\n")
-    write_json(snap_dir / snapshots.META,
+        write_new(snap_dir / "comment", snap["comment"] + "\n")
+    write_new_json(snap_dir / snapshots.META,
                {"nested": snap.get("nested", {}), "created": snap["created"]})
 
 
@@ -490,8 +492,8 @@ def _import_full(pool: Pool, path: Path, name: str, header: dict[str, Any],
         _new_rootfs(header, trees[None], c / "rootfs")
         src = header["container"]
         config = lxcconfig.retarget(src["config"], name, final, new_macs=name != src["name"])
-        write_atomic(c / "config", config)
-        write_json(c / containers.META, {
+        write_new(c / "config", config)
+        write_new_json(c / containers.META, {
             "image": src.get("image", ""), "image_alias": src.get("image_alias", ""),
             "created": src.get("created", ""), "imported_from": header["id"]})
         rename_noreplace(c, final, f"container {name}")

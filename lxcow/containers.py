@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxcow import btrfs, liblxc, lxcconfig, names
 from lxcow.errors import AlreadyExists, NotFound, PreconditionFailed, UsageError
-from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
+from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_new, write_new_json
 from lxcow.liblxc import State
 from lxcow.log import get as get_logger
 from lxcow.pool import Pool
@@ -134,8 +134,8 @@ def _check_new_names(pool: Pool, new: Sequence[str]) -> None:
 
 
 def _write_files(scratch: Path, name: str, config: str, meta: dict[str, str]) -> None:
-    write_atomic(scratch / "config", config)
-    write_json(scratch / META, meta)
+    write_new(scratch / "config", config)
+    write_new_json(scratch / META, meta)
     _set_hostname_file(scratch / "rootfs", name)
 
 
@@ -168,7 +168,8 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
     fp = images.resolve(pool, image_ref)
     alias = image_ref if image_ref != fp and not fp.startswith(image_ref) else ""
     image_conf = images.lxc_config(pool, fp)
-    made: list[str] = []
+    apparmor = lxcconfig.apparmor_enabled()
+    made: list[Container] = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(pool.lock("image", fp, shared=True))
         if not (pool.images / fp).is_dir():
@@ -179,18 +180,26 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
                 final = _dir(pool, name)
                 with pool.scratch(f"create-{name}") as scratch:
                     btrfs.snapshot(pool.images / fp / "rootfs", scratch / "rootfs", readonly=False)
-                    config = lxcconfig.render(name, final, image_conf, network)
-                    _write_files(scratch, name, config,
-                                 {"image": fp, "image_alias": alias, "created": _now()})
+                    config = lxcconfig.render(name, final, image_conf, network,
+                                              apparmor=apparmor)
+                    meta = {"image": fp, "image_alias": alias, "created": _now()}
+                    _write_files(scratch, name, config, meta)
                     rename_noreplace(scratch, final, f"container {name}")
-                made.append(name)
+                made.append(_new(name, final, meta))
                 log.info("created %s", name)
         except BaseException:
-            for name in made:
+            for c in made:
                 with contextlib.suppress(Exception):
-                    _remove(pool, name)
+                    _remove(pool, c.name)
             raise
-    return [info(pool, name) for name in new]
+    return made
+
+
+def _new(name: str, d: Path, meta: dict[str, str]) -> Container:
+    """What info() would say of a container this command has just made (and not started)."""
+    return Container(name=name, state=State.STOPPED.value, image=meta.get("image", ""),
+                     image_alias=meta.get("image_alias", ""), created=meta["created"],
+                     ipv4=(), pid=None, autostart=False, path=os.fspath(d))
 
 
 def copy(pool: Pool, source: str, new: str) -> Container:
@@ -223,7 +232,8 @@ def copy(pool: Pool, source: str, new: str) -> Container:
             meta.update({"created": _now(), "copied_from": source})
             _write_files(scratch, new, config, meta)
             rename_noreplace(scratch, final, f"container {new}")
-    return info(pool, new)
+    return dataclasses.replace(_new(new, final, meta),
+                               autostart=lxcconfig.value_of(config, "lxc.start.auto") == "1")
 
 
 @contextlib.contextmanager

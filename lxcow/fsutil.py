@@ -54,7 +54,33 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, _json_text(data))
+
+
+def write_new(path: Path, data: str) -> None:
+    """Write a file of an object still being built in the pool's temporary area.
+
+    Nobody sees it before the object is renamed into place, so it needs neither a temporary
+    name nor an fsync of its own: a killed command leaves the page cache intact, and the
+    ``flushoncommit`` mount option of lxcow's pools puts the data in the same transaction as
+    the rename that makes the object visible.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data.encode())
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise from_oserror(err, f"write {path}") from None
+
+
+def write_new_json(path: Path, data: Any) -> None:
+    write_new(path, _json_text(data))
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def read_json(path: Path) -> Any:

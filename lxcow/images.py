@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lxcow import btrfs, names
 from lxcow.errors import BadData, NotFound, UsageError
-from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
+from lxcow.fsutil import read_json, rename_noreplace, write_new, write_new_json
 from lxcow.log import get as get_logger
 from lxcow.pool import Pool, usage
 
@@ -167,8 +167,8 @@ def _install(pool: Pool, scratch: Path, fp: str, meta: dict[str, Any], lxc_conf:
             log.info("image %s is already in the pool", fp[:12])
         else:
             btrfs.set_readonly(scratch / "rootfs", True)
-            write_json(scratch / "image.json", meta)
-            write_atomic(scratch / "lxc.conf", lxc_conf)
+            write_new_json(scratch / "image.json", meta)
+            write_new(scratch / "lxc.conf", lxc_conf)
             rename_noreplace(scratch, target, f"image {fp[:12]}")
     if alias:
         set_alias(pool, alias, fp)

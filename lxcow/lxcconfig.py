@@ -66,7 +66,8 @@ def apparmor_enabled() -> bool:
         return False
 
 
-def render(name: str, container_dir: Path, image_config: str, network: Network | None) -> str:
+def render(name: str, container_dir: Path, image_config: str, network: Network | None,
+           *, apparmor: bool) -> str:
     lines = [
         "# LXC container managed by lxcow",
         f"lxc.include = {COMMON}",
@@ -75,7 +76,7 @@ def render(name: str, container_dir: Path, image_config: str, network: Network |
         f"lxc.rootfs.path = btrfs:{container_dir / 'rootfs'}",
         f"lxc.log.file = {container_dir / LOG_FILE}",
         "lxc.log.level = WARN",
-        "lxc.apparmor.profile = " + ("generated" if apparmor_enabled() else "unconfined"),
+        "lxc.apparmor.profile = " + ("generated" if apparmor else "unconfined"),
     ]
     if network is None:
         lines.append("lxc.net.0.type = empty")

@@ -31,7 +31,7 @@ from lxcow.errors import (
     UsageError,
     from_oserror,
 )
-from lxcow.fsutil import read_json, write_atomic, write_json
+from lxcow.fsutil import read_json, write_atomic, write_json, write_new_json
 from lxcow.log import get as get_logger
 from lxcow.run import run
 
@@ -41,7 +41,9 @@ GIB = 1024**3
 MIN_DEFAULT_SIZE = 5 * GIB
 MAX_DEFAULT_SIZE = 30 * GIB
 MIN_SIZE = 256 * 1024**2
-MOUNT_OPTIONS = "user_subvol_rm_allowed"
+# flushoncommit: a transaction commits file data with the renames that publish new objects,
+# so that a crash never shows an object whose files are empty (see fsutil.write_new).
+MOUNT_OPTIONS = "user_subvol_rm_allowed,flushoncommit"
 INTENT = "intent.json"
 
 
@@ -191,7 +193,7 @@ class Pool:
         elif done_if_subvolume is not None:
             intent["done_if_subvolume"] = os.fspath(done_if_subvolume[0])
             intent["parent_uuid"] = done_if_subvolume[1]
-        write_json(scratch / INTENT, intent)
+        write_new_json(scratch / INTENT, intent)
 
 
 def _remove_if_there(path: Path) -> None:

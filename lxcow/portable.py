@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxcow import btrfs, containers, lxcconfig, names, tarsafe
 from lxcow.errors import AlreadyExists, BadData, NotFound, UsageError
-from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
+from lxcow.fsutil import read_json, rename_noreplace, write_new, write_new_json
 from lxcow.pool import Pool, usage
 from lxcow.run import run
 
@@ -93,8 +93,8 @@ def import_tarball(pool: Pool, path: Path, new_name: str | None,
             tarsafe.extract(stream, c / "rootfs", limit=free, strip_prefix="rootfs")
         config = lxcconfig.retarget(str(meta["config"]), name, final,
                                     new_macs=name != meta.get("name"))
-        write_atomic(c / "config", config)
-        write_json(c / containers.META, {
+        write_new(c / "config", config)
+        write_new_json(c / containers.META, {
             "image": meta.get("image", ""), "image_alias": meta.get("image_alias", ""),
             "created": meta.get("created", ""), "imported_from": os.fspath(path)})
         rename_noreplace(c, final, f"container {name}")

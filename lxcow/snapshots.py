@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lxcow import btrfs, containers, liblxc, lxcconfig, names
 from lxcow.errors import AlreadyExists, NotFound, UsageError
-from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_json
+from lxcow.fsutil import read_json, rename_noreplace, write_atomic, write_new, write_new_json
 from lxcow.liblxc import State
 from lxcow.log import get as get_logger
 from lxcow.pool import Pool
@@ -145,11 +145,11 @@ def create(pool: Pool, name: str, snap: str | None = None, comment: str | None =
                                         nested_readonly=True)
                 config = (d / "config").read_text()
             now = datetime.datetime.now()
-            write_atomic(scratch / "config", snapshot_config(config, final))
-            write_atomic(scratch / "ts", now.strftime("%Y:%m:%d %H:%M:%S") + "\n")
+            write_new(scratch / "config", snapshot_config(config, final))
+            write_new(scratch / "ts", now.strftime("%Y:%m:%d %H:%M:%S") + "\n")
             if comment:
-                write_atomic(scratch / "comment", comment.rstrip("\n") + "\n")
-            write_json(scratch / META, {"nested": dict(nested), "created": _utc_now()})
+                write_new(scratch / "comment", comment.rstrip("\n") + "\n")
+            write_new_json(scratch / META, {"nested": dict(nested), "created": _utc_now()})
             _snaps(pool, name).mkdir(exist_ok=True)
             rename_noreplace(scratch, final, f"snapshot {name}/{snap}")
     log.info("snapshot %s/%s created", name, snap)

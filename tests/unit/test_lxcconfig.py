@@ -59,7 +59,7 @@ def test_network_parse_refuses_a_newline_in_the_bridge_name() -> None:
 
 
 def test_render_without_network(tmp_path: Path) -> None:
-    text = render("web1", tmp_path / "web1", IMAGE_CONFIG, None)
+    text = render("web1", tmp_path / "web1", IMAGE_CONFIG, None, apparmor=False)
 
     assert text.endswith("\n")
     assert value_of(text, "lxc.uts.name") == "web1"
@@ -68,24 +68,24 @@ def test_render_without_network(tmp_path: Path) -> None:
     assert value_of(text, "lxc.net.0.type") == "empty"
     assert value_of(text, "lxc.include") == lxcconfig.COMMON
     assert value_of(text, "lxc.arch") == "x86_64"
-    assert value_of(text, "lxc.apparmor.profile") in ("generated", "unconfined")
+    assert value_of(text, "lxc.apparmor.profile") == "unconfined"
     assert value_of(text, "lxc.net.0.link") is None
     assert hwaddrs(text) == []
 
 
 def test_render_keeps_the_image_config_before_our_keys(tmp_path: Path) -> None:
-    text = render("web1", tmp_path, IMAGE_CONFIG, None)
+    text = render("web1", tmp_path, IMAGE_CONFIG, None, apparmor=False)
 
     assert text.index("lxc.signal.halt") < text.index("lxc.uts.name")
     assert "\n\n" not in text
 
 
 def test_render_with_an_empty_image_config_has_no_blank_line(tmp_path: Path) -> None:
-    assert "\n\n" not in render("web1", tmp_path, "", None)
+    assert "\n\n" not in render("web1", tmp_path, "", None, apparmor=False)
 
 
 def test_render_with_network(tmp_path: Path) -> None:
-    text = render("web1", tmp_path / "web1", "", Network("br0"))
+    text = render("web1", tmp_path / "web1", "", Network("br0"), apparmor=False)
 
     assert value_of(text, "lxc.net.0.type") == "veth"
     assert value_of(text, "lxc.net.0.link") == "br0"
@@ -95,14 +95,20 @@ def test_render_with_network(tmp_path: Path) -> None:
 
 
 def test_render_with_static_ipv4(tmp_path: Path) -> None:
-    text = render("web1", tmp_path, "", Network("br0", "10.0.3.5/24"))
+    text = render("web1", tmp_path, "", Network("br0", "10.0.3.5/24"), apparmor=False)
 
     assert value_of(text, "lxc.net.0.ipv4.address") == "10.0.3.5/24"
 
 
+def test_apparmor_hosts_get_a_generated_profile(tmp_path: Path) -> None:
+    text = render("web1", tmp_path, "", None, apparmor=True)
+
+    assert value_of(text, "lxc.apparmor.profile") == "generated"
+
+
 def test_each_render_gets_its_own_mac(tmp_path: Path) -> None:
-    macs = {value_of(render("a", tmp_path, "", Network("br0")), "lxc.net.0.hwaddr")
-            for _ in range(10)}
+    macs = {value_of(render("a", tmp_path, "", Network("br0"), apparmor=False),
+                     "lxc.net.0.hwaddr") for _ in range(10)}
 
     assert len(macs) == 10
 
@@ -111,7 +117,8 @@ def test_each_render_gets_its_own_mac(tmp_path: Path) -> None:
 
 
 def original(tmp_path: Path) -> str:
-    return render("web1", tmp_path / "web1", IMAGE_CONFIG, Network("br0", "10.0.3.5/24"))
+    return render("web1", tmp_path / "web1", IMAGE_CONFIG, Network("br0", "10.0.3.5/24"),
+                  apparmor=False)
 
 
 def test_retarget_moves_name_rootfs_and_log(tmp_path: Path) -> None:
