@@ -10,8 +10,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_ruff_finds_nothing() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "lxcow", "tests", "bench"], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "lxcow", "tests", "bench"],
+                          cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
