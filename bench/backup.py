@@ -42,8 +42,8 @@ def run_backup(pool: BenchPool, reps: int, data_mib: int) -> list[Table]:
         out.mkdir()
 
     def cli(key: str, *options: str) -> Step:
-        return Step(key, f"lxcow CLI `export --instance-only {' '.join(options)}`".replace(
-            "  ", " "), Role.LXCOW, lambda i: quiet(ctx.cli(
+        flags = " ".join(["--instance-only", *options])
+        return Step(key, f"lxcow CLI `export {flags}`", Role.LXCOW, lambda i: quiet(ctx.cli(
                 "export", SOURCE, os.fspath(target(key, i)), "--instance-only", *options)),
             teardown=clear)
 

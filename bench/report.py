@@ -179,6 +179,9 @@ def render(results: Results) -> str:
               render_growth(tables, "scale-snapshots", "Listing the snapshots of one container"),
               "## Space\n"]
     parts += [render_table(t) for t in tables if t.get("group") == "space"]
+    backup = [render_table(t) for t in tables if t.get("group") == "backup"]
+    if backup:
+        parts += ["## Backups\n", *backup]
     return "\n".join(p for p in parts if p)
 
 
@@ -201,7 +204,8 @@ def _method(results: Results) -> str:
         f"{s['reps']} rounds for single operations, {s['startup_reps']} for start-up, "
         f"{s['fleet_reps']} for {s['fleet_count']} creations in a row, {s['scale_reps']} per "
         f"size for listings ({', '.join(map(str, s['scale_levels']))}), one for space "
-        f"({s['space_count']} clones). CLI rows time a whole process (fork, exec, exit) from "
+        f"({s['space_count']} clones), {s.get('backup_reps', '-')} for exports of "
+        f"{s.get('backup_mib', '-')} MiB. CLI rows time a whole process (fork, exec, exit) from "
         "this benchmark's Python; API, liblxc and libbtrfsutil rows time one call in the "
         "benchmark's own process. The libbtrfsutil row is the physical floor, one ioctl; the "
         "`python3 -c 'import lxc, btrfsutil'` row is the floor of any Python command. "

@@ -80,7 +80,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def _sections() -> dict[str, Section]:
     sections: dict[str, Section] = {
-        "startup": lambda pool, s, lxd: [startup.run_startup(pool, s.startup_reps)],
+        "startup": lambda pool, s, lxd: startup.run_startup(pool, s.startup_reps),
     }
     for op in ops.OPERATIONS:
         sections[op.id] = _operation(op)
