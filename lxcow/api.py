@@ -166,6 +166,10 @@ class Lxcow:
     def start(self, name: str) -> Container:
         return containers.start(self.pool, name)
 
+    def autostart(self) -> builtins.list[Container]:
+        """Start every stopped container marked boot.autostart (run it once at boot)."""
+        return containers.autostart(self.pool)
+
     def stop(self, name: str, *, force: bool = False,
              timeout: int = containers.DEFAULT_STOP_TIMEOUT) -> Container:
         return containers.stop(self.pool, name, force=force, timeout=timeout)

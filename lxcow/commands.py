@@ -160,6 +160,12 @@ def cmd_start(lx: Lxcow, a: argparse.Namespace) -> int:
     return _each(a, lx.start)
 
 
+def cmd_autostart(lx: Lxcow, a: argparse.Namespace) -> int:
+    for c in lx.autostart():
+        _print(c.name + "\n")
+    return 0
+
+
 def cmd_stop(lx: Lxcow, a: argparse.Namespace) -> int:
     return _each(a, lambda n: lx.stop(n, force=a.force, timeout=a.timeout))
 

@@ -265,6 +265,35 @@ def start(pool: Pool, name: str) -> Container:
     return info(pool, name)
 
 
+def autostart(pool: Pool) -> list[Container]:
+    """Start the stopped containers marked boot.autostart (lxc.start.auto = 1).
+
+    As lxc-autostart does: higher lxc.start.order first, waiting lxc.start.delay seconds
+    after each.  Meant to run once at boot.
+    """
+    marked = []
+    for c in list_containers(pool):
+        if not c.autostart or c.state != State.STOPPED.value:
+            continue
+        text = (Path(c.path) / "config").read_text()
+        order = _int(lxcconfig.value_of(text, "lxc.start.order"))
+        delay = _int(lxcconfig.value_of(text, "lxc.start.delay"))
+        marked.append((-order, c.name, delay))
+    started = []
+    for _, name, delay in sorted(marked):
+        started.append(start(pool, name))
+        if delay > 0:
+            time.sleep(delay)
+    return started
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
 def stop(pool: Pool, name: str, *, force: bool = False,
          timeout: int = DEFAULT_STOP_TIMEOUT) -> Container:
     require(pool, name)

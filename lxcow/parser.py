@@ -279,6 +279,8 @@ COMMANDS: dict[str, tuple[Callable[..., int] | None, str, Builder]] = {
     "launch": (commands.cmd_launch, "create containers and start them", _creating),
     "start": (commands.cmd_start, "start containers", _names),
     "stop": (commands.cmd_stop, "stop containers", _stop),
+    "autostart": (commands.cmd_autostart,
+                  "start the containers marked boot.autostart (run it at boot)", lambda p: None),
     "restart": (commands.cmd_restart, "stop and start containers", _stop),
     "freeze": (commands.cmd_freeze, "freeze running containers", _names),
     "unfreeze": (commands.cmd_unfreeze, "thaw frozen containers", _names),

@@ -487,3 +487,16 @@ def test_sigterm_during_a_fleet_rolls_back_and_cleans_up(host: Host) -> None:
     assert proc.wait(timeout=60) == 130
     assert host.names() == []
     assert host.leftovers() == []
+
+
+def test_autostart_starts_only_marked_containers_in_order(host: Host) -> None:
+    host.run("create", "busybox", "first", "second", "manual")
+    host.run("config", "set", "first", "boot.autostart", "true")
+    host.run("config", "set", "first", "lxc.start.order", "10")
+    host.run("config", "set", "second", "boot.autostart", "true")
+    assert host.run("autostart").stdout.split() == ["first", "second"]
+    states = {c["name"]: c["state"]
+              for c in json.loads(host.run("list", "--format", "json").stdout)}
+    assert states == {"first": "RUNNING", "second": "RUNNING", "manual": "STOPPED"}
+    assert host.run("autostart").stdout == "", "running ones are left alone"
+    host.run("delete", "--force", "first", "second", "manual")
