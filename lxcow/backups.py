@@ -311,20 +311,15 @@ def import_files(pool: Pool, paths: list[Path], new_name: str | None = None,
 def _kind(path: Path) -> str:
     if not path.is_file():
         raise NotFound(f"backup file {path} not found")
-    import tarfile
+    from lxcow.compression import first_member
 
-    from lxcow.compression import decode_errors, open_decompressed
-
-    errors: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, *decode_errors())
     try:
-        with open_decompressed(os.fspath(path)) as (stream, _):
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                first = tar.next()
-    except errors as err:
-        raise BadData(f"{path} is not an lxcow backup: {err}") from None
-    if first is not None and first.name == backupformat.HEADER:
+        first = first_member(os.fspath(path))
+    except BadData:
+        raise BadData(f"{path} is not an lxcow backup") from None
+    if first == backupformat.HEADER:
         return "backup"
-    if first is not None and first.name.removeprefix("./") == "lxcow-portable.json":
+    if first == "lxcow-portable.json":
         return "portable"
     raise BadData(f"{path} is not an lxcow backup")
 
@@ -478,10 +473,8 @@ def _new_rootfs(header: dict[str, Any], current: _Tree, dest: Path) -> None:
 
 def _import_full(pool: Pool, path: Path, name: str, header: dict[str, Any],
                  progress: Progress | None) -> None:
-    names.check_name(name)
+    containers.check_new_names(pool, [name], hint="import with --name NEW")
     final = pool.lxcpath / name
-    if os.path.lexists(final):
-        raise AlreadyExists(f"container {name} already exists", hint="import with --name NEW")
     with containers.lock(pool, name), pool.scratch(f"import-{name}") as scratch:
         c = scratch / "container"
         (c / "snaps").mkdir(parents=True)

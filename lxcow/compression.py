@@ -128,6 +128,23 @@ def open_decompressed(
             yield stream, kind
 
 
+def first_member(path: str) -> str | None:
+    """The name of the first member of a (possibly compressed) tar archive, without ``./``.
+
+    Raises BadData when the file is not a readable tar archive.
+    """
+    import tarfile
+
+    errors: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, *decode_errors())
+    try:
+        with open_decompressed(path) as (stream, _):
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                first = tar.next()
+    except errors as err:
+        raise BadData(f"{path} is not a readable tar archive: {err}") from None
+    return None if first is None else first.name.removeprefix("./")
+
+
 def decode_errors() -> tuple[type[BaseException], ...]:
     """The exceptions decompressors raise on corrupt or truncated input."""
     import lzma

@@ -119,7 +119,8 @@ def list_containers(pool: Pool) -> list[Container]:
 # -- creating -------------------------------------------------------------------------------
 
 
-def _check_new_names(pool: Pool, new: Sequence[str]) -> None:
+def check_new_names(pool: Pool, new: Sequence[str], *, hint: str | None = None) -> None:
+    """Refuse, before anything changes, invalid, repeated or already used names."""
     if not new:
         raise UsageError("no container name given")
     for name in new:
@@ -130,7 +131,7 @@ def _check_new_names(pool: Pool, new: Sequence[str]) -> None:
             raise UsageError(f"container name {name} is given twice")
         seen.add(name)
         if os.path.lexists(_dir(pool, name)):
-            raise AlreadyExists(f"container {name} already exists")
+            raise AlreadyExists(f"container {name} already exists", hint=hint)
 
 
 def _write_files(scratch: Path, name: str, config: str, meta: dict[str, str]) -> None:
@@ -162,7 +163,7 @@ def create(pool: Pool, image_ref: str, new: Sequence[str],
     """Create containers from an image: one writable snapshot each, all or none."""
     from lxcow import images
 
-    _check_new_names(pool, new)
+    check_new_names(pool, new)
     if network is not None:
         network.check()
     fp = images.resolve(pool, image_ref)
@@ -212,7 +213,7 @@ def copy(pool: Pool, source: str, new: str) -> Container:
 
     src_name, snap = snapshots.parse_ref(source)
     src = require(pool, src_name)
-    _check_new_names(pool, [new])
+    check_new_names(pool, [new])
     first, second = sorted([src_name, new])
     with lock(pool, first), lock(pool, second):
         src = require(pool, src_name)
@@ -362,7 +363,7 @@ def rename(pool: Pool, name: str, new: str) -> Container:
     from lxcow import snapshots
 
     old_dir = require(pool, name)
-    _check_new_names(pool, [new])
+    check_new_names(pool, [new])
     first, second = sorted([name, new])
     with lock(pool, first), lock(pool, second):
         require(pool, name)

@@ -59,16 +59,9 @@ def _members(path: Path) -> list[tuple[str, bytes]]:
 
 def is_unified(path: Path) -> bool:
     """A unified image tarball starts with metadata.yaml and keeps its tree under rootfs/."""
-    from lxcow.compression import decode_errors, open_decompressed
+    from lxcow.compression import first_member
 
-    errors: tuple[type[BaseException], ...] = (tarfile.TarError, *decode_errors())
-    try:
-        with open_decompressed(os.fspath(path)) as (stream, _):
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
-                first = tf.next()
-    except errors as err:
-        raise BadData(f"{path}: not a tar archive: {err}") from None
-    return first is not None and first.name.removeprefix("./") == "metadata.yaml"
+    return first_member(os.fspath(path)) == "metadata.yaml"
 
 
 def read(path: Path) -> ImageMeta:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from lxcow import btrfs, containers, lxcconfig, names, tarsafe
+from lxcow import btrfs, containers, lxcconfig, tarsafe
 from lxcow.errors import AlreadyExists, BadData, NotFound, UsageError
 from lxcow.fsutil import read_json, rename_noreplace, write_new, write_new_json
 from lxcow.pool import Pool, usage
@@ -76,10 +76,8 @@ def import_tarball(pool: Pool, path: Path, new_name: str | None,
 
     meta = _read_meta(path)
     name = new_name or str(meta.get("name", ""))
-    names.check_name(name)
+    containers.check_new_names(pool, [name], hint="import with --name NEW")
     final = pool.lxcpath / name
-    if os.path.lexists(final):
-        raise AlreadyExists(f"container {name} already exists", hint="import with --name NEW")
     with containers.lock(pool, name), pool.scratch(f"import-{name}") as scratch:
         c = scratch / "container"
         c.mkdir()

@@ -505,7 +505,7 @@ def test_non_archive_is_refused(shared_host: Host, tmp_path: Path, content: byte
     archive = tmp_path / "not-an-image.tar"
     archive.write_bytes(content)
 
-    _assert_refused(shared_host, archive, "not a tar archive", None)
+    _assert_refused(shared_host, archive, "not a readable tar archive", None)
 
 
 # -- bad arguments ----------------------------------------------------------------------------
