@@ -471,7 +471,8 @@ def test_kill_during_delete_finishes_on_the_next_command(host: Host) -> None:
     for i in range(200):
         btrfsutil.create_subvolume(rootfs / f"nested{i}")
     proc = host.spawn("delete", "victim")
-    kill_when(proc, lambda: host.leftovers())
+    # Killed once the container has been moved out of sight and is being removed.
+    kill_when(proc, lambda: host.leftovers() and not (host.lxcpath / "victim").exists())
     assert "victim" not in host.names()
     host.run("list")
     assert host.leftovers() == []

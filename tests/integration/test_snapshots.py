@@ -272,7 +272,8 @@ def test_kill_during_delete_of_a_container_with_snapshots(host: Host) -> None:
     host.run("snapshot", "create", "d")
     host.run("snapshot", "create", "d")
     proc = host.spawn("delete", "d")
-    kill_when(proc, lambda: host.leftovers())
+    # Killed once the container has been moved out of sight and is being removed.
+    kill_when(proc, lambda: host.leftovers() and not (host.lxcpath / "d").exists())
     assert "d" not in host.names()
     host.run("list")
     assert host.leftovers() == []
