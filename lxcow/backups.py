@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lxcow import backupformat, btrfs, containers, lxcconfig, names, snapshots
@@ -40,7 +40,7 @@ from lxcow.pool import Pool
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; only checkers need it
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import IO, Any
 
 log = get_logger(__name__)
 
@@ -403,13 +403,10 @@ def _receive_all(pool: Pool, path: Path, header: dict[str, Any],
             current = tree
             directory = tree.directory_for(stream)
             _clear_placeholder(path, index, directory / _stream_name(stream))
+            note = f"stream {index + 1}/{len(header['streams'])}"
             try:
                 with btrfs.receive(directory) as stdin:
-                    for chunk in chunks:
-                        stdin.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, 0, f"stream {index + 1}/{len(header['streams'])}")
+                    done = _feed(stdin, chunks, progress, done, note)
             except CommandFailed as err:
                 if "No space left" in err.stderr:
                     raise NoSpace("no space left on the pool",
@@ -420,6 +417,17 @@ def _receive_all(pool: Pool, path: Path, header: dict[str, Any],
             _check(path, stream, sub, known)
         if current is not None:
             current.close()
+
+
+def _feed(sink: IO[bytes], chunks: Iterator[bytes], progress: Progress | None, done: int,
+          note: str) -> int:
+    """Write a stream's chunks to a command's stdin; return the bytes done so far."""
+    for chunk in chunks:
+        sink.write(chunk)
+        done += len(chunk)
+        if progress:
+            progress(done, 0, note)
+    return done
 
 
 def _clear_placeholder(path: Path, index: int, target: Path) -> None:
@@ -548,11 +556,8 @@ def verify(paths: list[Path], progress: Progress | None = None) -> list[BackupIn
             for index, chunks in reader.streams():
                 try:
                     with btrfs.dump() as stdin:
-                        for chunk in chunks:
-                            stdin.write(chunk)
-                            done += len(chunk)
-                            if progress:
-                                progress(done, 0, f"{path.name}, stream {index + 1}")
+                        done = _feed(stdin, chunks, progress, done,
+                                     f"{path.name}, stream {index + 1}")
                 except CommandFailed as err:
                     raise BadData(f"{path}: stream {index} does not parse: "
                                   f"{err.message.rsplit(': ', 1)[-1]}") from None
