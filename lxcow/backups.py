@@ -530,7 +530,7 @@ def _apply_incremental(pool: Pool, path: Path, name: str, progress: Progress | N
                                         new_macs=False)
             pool.record_intent(scratch, [(d / "config", config)],
                                done_if_subvolume=(d / "rootfs",
-                                                  btrfs.info(trees[None].root).uuid))
+                                                  btrfs.info(scratch / "rootfs").uuid))
             (d / "snaps").mkdir(exist_ok=True)
             for snap in header["snapshots"]:
                 rename_noreplace(scratch / "snaps" / snap["name"], d / "snaps" / snap["name"],

@@ -104,14 +104,9 @@ class Pool:
         raises, or the caller never renamed it, the directory and every subvolume in it are
         removed.
         """
-        import tempfile
-
         with contextlib.ExitStack() as cleanup:
-            with _signals_held(), locks.hold(self.locks / "tmp", "temporary area"):
-                path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
-                fd = locks.try_hold(path)
-                assert fd is not None
-                cleanup.callback(os.close, fd)
+            with _signals_held():
+                path = self._new_temporary(label, cleanup)
                 cleanup.callback(_remove_if_there, path)
             yield path
 
@@ -122,14 +117,9 @@ class Pool:
         Once moved it is gone from every listing; if the command dies before the removal
         finishes, the next command removes the rest.
         """
-        import tempfile
-
         with contextlib.ExitStack() as cleanup:
-            with _signals_held(), locks.hold(self.locks / "tmp", "temporary area"):
-                target = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
-                fd = locks.try_hold(target)
-                assert fd is not None
-                cleanup.callback(os.close, fd)
+            with _signals_held():
+                target = self._new_temporary(label, cleanup)
                 try:
                     os.rename(path, target / "object")
                 except OSError as err:
@@ -137,6 +127,17 @@ class Pool:
                     raise from_oserror(err, f"remove {path}") from None
             yield target
             btrfs.remove_tree(target)
+
+    def _new_temporary(self, label: str, cleanup: contextlib.ExitStack) -> Path:
+        """A new directory in the temporary area, flock-ed until ``cleanup`` closes."""
+        import tempfile
+
+        with locks.hold(self.locks / "tmp", "temporary area"):
+            path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.tmp))
+            fd = locks.try_hold(path)
+        assert fd is not None
+        cleanup.callback(os.close, fd)
+        return path
 
     def clean_leftovers(self) -> list[str]:
         """Remove temporary objects left by killed commands; return their names."""
@@ -162,13 +163,12 @@ class Pool:
                     os.close(fd)
         return removed
 
-
     def _roll_forward(self, scratch: Path) -> None:
         """Finish the last step of a killed command, as recorded in its ``intent.json``.
 
         The intent says: once the command got past its atomic step (``done_if_exists``
-        exists, or the subvolume ``done_if_subvolume`` descends from ``parent_uuid``), write
-        each file of ``writes``.  Before that point there is nothing to finish.
+        exists, or the subvolume now at ``done_if_subvolume`` is the one with ``uuid``),
+        write each file of ``writes``.  Before that point there is nothing to finish.
         """
         try:
             intent = read_json(scratch / INTENT)
@@ -178,7 +178,7 @@ class Pool:
             done = os.path.exists(intent["done_if_exists"])
         else:
             path = Path(intent["done_if_subvolume"])
-            done = path.exists() and btrfs.info(path).parent_uuid == intent["parent_uuid"]
+            done = path.exists() and btrfs.info(path).uuid == intent["uuid"]
         if done:
             for path, text in intent["writes"]:
                 log.info("finishing an interrupted command: writing %s", path)
@@ -192,7 +192,7 @@ class Pool:
             intent["done_if_exists"] = os.fspath(done_if_exists)
         elif done_if_subvolume is not None:
             intent["done_if_subvolume"] = os.fspath(done_if_subvolume[0])
-            intent["parent_uuid"] = done_if_subvolume[1]
+            intent["uuid"] = done_if_subvolume[1]
         write_new_json(scratch / INTENT, intent)
 
 

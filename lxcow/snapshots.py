@@ -195,15 +195,17 @@ def restore(pool: Pool, name: str, snap: str, *, force: bool = False,
     """
     d = containers.require(pool, name)
     with containers.lock(pool, name):
-        snap_dir = _require(pool, name, snap)
+        _require(pool, name, snap)
         state = containers.current_state(pool, name)
         was_running = state is not State.STOPPED
         with pool.scratch(f"restore-{name}-{snap}") as scratch:
             config = clone_rootfs(pool, name, snap, scratch / "rootfs")
             config = lxcconfig.retarget(config, name, d, new_macs=False)
-            snap_uuid = btrfs.info(snap_dir / "rootfs").uuid
+            # Done once the live rootfs is this very clone; a rootfs restored from the same
+            # snapshot before would also descend from it, so its parent would not tell.
             pool.record_intent(scratch, [(d / "config", config)],
-                               done_if_subvolume=(d / "rootfs", snap_uuid))
+                               done_if_subvolume=(d / "rootfs",
+                                                  btrfs.info(scratch / "rootfs").uuid))
             if was_running:
                 containers.stop_locked(pool, name, force=force, timeout=timeout)
             from lxcow.fsutil import exchange

@@ -279,3 +279,40 @@ def test_kill_during_delete_of_a_container_with_snapshots(host: Host) -> None:
     assert host.leftovers() == []
     with btrfsutil.SubvolumeIterator(host.pool) as it:
         assert [p for p, _ in it if not p.startswith("images/")] == []
+
+
+def test_a_killed_second_restore_from_the_same_snapshot_keeps_the_config(host: Host) -> None:
+    """A restore killed before its swap must not finish: even when the live rootfs already
+    descends from the same snapshot (restored from it before), the config stays as it is."""
+    from lxcow import Lxcow, btrfs
+
+    host.run("create", "busybox", "twice")
+    host.run("snapshot", "create", "twice", "s")
+    host.run("snapshot", "restore", "twice", "s")
+    host.run("config", "set", "twice", "limits.processes", "42")
+    d = host.lxcpath / "twice"
+    config = (d / "config").read_text()
+
+    # What a restore leaves when killed after cloning the snapshot, before the swap.
+    pool = Lxcow(host.state_dir).pool
+    scratch = host.tmp / "restore-twice-s.killed"
+    scratch.mkdir()
+    btrfs.snapshot(d / "snaps" / "s" / "rootfs", scratch / "rootfs", readonly=False)
+    pool.record_intent(scratch, [(d / "config", "restored config\n")],
+                       done_if_subvolume=(d / "rootfs", btrfs.info(scratch / "rootfs").uuid))
+    host.run("list")
+    assert host.leftovers() == []
+    assert (d / "config").read_text() == config
+
+    # The same, killed just after the swap: the next command writes the config.
+    scratch.mkdir()
+    btrfs.snapshot(d / "snaps" / "s" / "rootfs", scratch / "rootfs", readonly=False)
+    pool.record_intent(scratch, [(d / "config", config.replace("42", "43"))],
+                       done_if_subvolume=(d / "rootfs", btrfs.info(scratch / "rootfs").uuid))
+    from lxcow.fsutil import exchange
+
+    exchange(scratch / "rootfs", d / "rootfs")
+    host.run("list")
+    assert host.leftovers() == []
+    assert "pids.max = 43" in (d / "config").read_text()
+    assert_whole(host, "twice")
